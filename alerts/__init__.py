@@ -1,0 +1,1 @@
+"""Alert decisions, lifecycle and publishing."""

@@ -1,0 +1,84 @@
+"""Explanations a nurse reads in two seconds: "NEWS2 8: RR 28 ↑, SBP 92 ↓, HR 118 ↑".
+
+Drivers are the features with the largest positive contribution to the risk (the scorer's
+attributions), shown with their value and whether it is above or below the normal range.
+
+Normal ranges: the zero-point bands of NEWS2 (RCP 2017) for RR, SpO2, SBP, HR, temperature
+and consciousness; SIRS limits (Bone 1992) for WBC and PaCO2; lactate <= 2 mmol/L and
+MAP >= 65 mmHg (Sepsis-3, Singer 2016); creatinine <= 1.2 mg/dL, platelets >= 150 x10^9/L
+and bilirubin <= 1.2 mg/dL (the SOFA zero-point bands, Vincent 1996).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from vigil.stream.codes import CODES
+from vigil.stream.records import Driver
+
+__all__ = ["NORMAL", "drivers", "headline", "summary"]
+
+NORMAL: dict[str, tuple[float, float]] = {
+    "RR": (12, 20), "SpO2": (96, 100), "SBP": (111, 219), "HR": (51, 90),
+    "Temp": (36.1, 38.0), "GCS": (15, 15), "FiO2": (0.21, 0.21), "Lactate": (0, 2.0),
+    "WBC": (4, 12), "PaCO2": (32, 45), "MAP": (65, 110), "Creatinine": (0, 1.2),
+    "Platelets": (150, 450), "Bilirubin": (0, 1.2), "SaO2": (96, 100),
+}
+_ARROW = {"up": "↑", "down": "↓"}
+
+
+def _fmt(x: float) -> str:
+    if abs(x) >= 10 or x == int(x):
+        return f"{x:.0f}"
+    return f"{x:.1f}" if abs(x) >= 1 else f"{x:.2f}"
+
+
+def _driver(feature: str, value: float, contribution: float) -> Driver:
+    code, _, stat = feature.partition("_")
+    spec = CODES.get(code)
+    if spec is None or math.isnan(value):
+        return Driver(feature, feature.replace("_", " "), None if math.isnan(value) else value,
+                      contribution)
+    direction = None
+    if stat == "last" and code in NORMAL:
+        lo, hi = NORMAL[code]
+        direction = "up" if value > hi else "down" if value < lo else None
+    elif stat.startswith(("slope", "delta")):
+        direction = "up" if value > 0 else "down" if value < 0 else None
+    label = spec.label
+    if stat == "last":
+        text = f"{label} {_fmt(value)}"
+    elif stat.startswith("slope"):
+        text = f"{label} trend {value:+.1f}/h"
+    else:
+        text = f"{label} {stat.replace('_', ' ')} {_fmt(value)}"
+    if direction:
+        text += f" {_ARROW[direction]}"
+    return Driver(feature, text, float(value), float(contribution), direction)
+
+
+def drivers(feature_names: tuple[str, ...], x: np.ndarray, contributions: np.ndarray,
+            top: int = 3) -> list[Driver]:
+    """The top positive contributors of one row, largest first.
+
+    >>> names = ("RR_last", "SBP_last", "HR_last")
+    >>> [d.text for d in drivers(names, np.array([28., 92., 80.]), np.array([.15, .1, 0.]))]
+    ['RR 28 ↑', 'SBP 92 ↓']
+    """
+    order = np.argsort(-contributions, kind="stable")[:top]
+    return [_driver(feature_names[j], float(x[j]), float(contributions[j]))
+            for j in order if contributions[j] > 0]
+
+
+def headline(scorer: str, risk: float, details: dict[str, float]) -> str:
+    if scorer == "news2":
+        return f"NEWS2 {details['news2']:.0f}"
+    if scorer == "qsofa":
+        return f"qSOFA {details['qsofa']:.0f}/3"
+    return f"risk {risk:.2f}"
+
+
+def summary(scorer: str, risk: float, details: dict[str, float], found: list[Driver]) -> str:
+    head = headline(scorer, risk, details)
+    return f"{head}: {', '.join(d.text for d in found)}" if found else head

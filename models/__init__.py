@@ -1,0 +1,1 @@
+"""Scorers: clinical scores, the hybrid quantum model and the online River model."""

@@ -1,0 +1,71 @@
+"""The scorer interface every model implements: fixed-shape batches in, risks out.
+
+Uniform verbs (as River has ``predict_proba_one`` for every learner): the stream, training
+and evaluation all call :meth:`Scorer.score_batch` on rows from the one feature function and
+never know which model is behind it. Batches have a fixed shape so that a jitted model (the
+JAX circuit) compiles once; :func:`score_padded` cuts and pads for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Assessment", "Scorer", "Target", "score_padded"]
+
+Target = Literal["sepsis", "deterioration"]
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Risks for a batch, with what drove each of them.
+
+    ``contributions[i, j]`` is feature j's share of row i's risk (risk units; signed),
+    ``details`` holds named per-row numbers such as a clinical score's components.
+    """
+
+    risk: np.ndarray
+    contributions: np.ndarray
+    details: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def rows(self, sl: slice) -> Assessment:
+        return Assessment(self.risk[sl], self.contributions[sl],
+                          {k: v[sl] for k, v in self.details.items()})
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    name: str
+    target: Target
+    feature_names: tuple[str, ...]
+    #: default alert levels: ascending (risk threshold, severity) pairs
+    levels: tuple[tuple[float, str], ...]
+    #: a boolean detail that forces at least the lowest severity (e.g. NEWS2 red parameter)
+    floor_flag: str | None
+
+    def score_batch(self, X: np.ndarray) -> Assessment: ...
+
+
+def score_padded(scorer: Scorer, X: np.ndarray, batch_size: int) -> Assessment:
+    """Score ``X`` in chunks of exactly ``batch_size`` rows (the last one NaN-padded)."""
+    n = X.shape[0]
+    if n == 0:
+        empty = scorer.score_batch(np.full((batch_size, X.shape[1]), np.nan))
+        return empty.rows(slice(0, 0))
+    parts: list[Assessment] = []
+    for start in range(0, n, batch_size):
+        chunk = X[start:start + batch_size]
+        m = chunk.shape[0]
+        if m < batch_size:
+            chunk = np.vstack([chunk, np.full((batch_size - m, X.shape[1]), np.nan)])
+        parts.append(scorer.score_batch(chunk).rows(slice(0, m)))
+    if len(parts) == 1:
+        return parts[0]
+    keys = parts[0].details.keys()
+    return Assessment(
+        np.concatenate([p.risk for p in parts]),
+        np.vstack([p.contributions for p in parts]),
+        {k: np.concatenate([p.details[k] for p in parts]) for k in keys},
+    )

@@ -1,0 +1,280 @@
+"""The body of the vitals agent, free of faust: one batch of raw records in, outputs out.
+
+Keeping it apart from the engine lets unit tests drive every rule without a broker, and
+lets evaluation replay the exact production path. Per batch:
+
+1. validate each record at the door (stateless), group by patient;
+2. per patient, in offset order: skip redeliveries, apply late/duplicate rules and the
+   windows, and compute the feature row at the record's event time;
+3. score all rows with every scorer in fixed-shape batches;
+4. per row: a score record, and per alert kind a lifecycle step that may emit an alert.
+
+All mutation of a patient's state happens here, synchronously, so the agent can publish
+the outputs, wait for the broker to have them, and only then write each touched state once
+to the changelogged table: a crash in between re-processes the batch, and deterministic ids
+make the repeated outputs harmless (at-least-once, idempotent).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from vigil.alerts import explain
+from vigil.alerts.lifecycle import alert_id, step
+from vigil.alerts.policy import Policy
+from vigil.models.base import Assessment, Scorer, score_padded
+from vigil.stream.features import FeatureSpec
+from vigil.stream.records import AlertEvent, DeadLetter, Rejection, ScoreRecord
+from vigil.stream.state import AlertTrack, PatientState
+from vigil.stream.validation import Accepted, Refused, validate
+from vigil.stream.windows import WindowSpec, admit
+
+__all__ = ["InRecord", "BatchResult", "Processor", "CLINICAL_KEYS", "dead_letter"]
+
+log = logging.getLogger(__name__)
+
+CLINICAL_KEYS = ("news2", "news2_missing", "qsofa", "sirs", "shock_index")
+
+
+@dataclass(slots=True)
+class InRecord:
+    """One consumed Kafka record, as much of it as the processor needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int  # broker/producer timestamp: when it entered Kafka
+
+
+@dataclass
+class BatchResult:
+    scores: list[tuple[str, ScoreRecord]] = field(default_factory=list)
+    alerts: list[tuple[str, AlertEvent]] = field(default_factory=list)
+    dead: list[tuple[str | None, DeadLetter]] = field(default_factory=list)
+    states: dict[str, tuple[int, PatientState]] = field(default_factory=dict)
+    outcomes: Counter = field(default_factory=Counter)  # accepted / partial / rejected / redelivered
+    reasons: Counter = field(default_factory=Counter)  # rejection reasons (records and observations)
+    ingest_lag_s: list[float] = field(default_factory=list)  # Kafka timestamp -> processed
+    scored_rows: int = 0
+
+
+def _ms_to_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()
+
+
+@dataclass
+class _Row:
+    patient: str
+    rec: InRecord
+    acc: Accepted
+    features: list[float]
+
+
+class Processor:
+    """Turns batches of vitals records into scores, alerts and dead letters."""
+
+    def __init__(
+        self,
+        windows: WindowSpec,
+        scorers: list[Scorer],
+        *,
+        policies: dict[str, Policy] | None = None,
+        score_batch_size: int = 64,
+        max_clock_skew_ms: int = 300_000,
+        clear_after_ms: int = 7_200_000,
+    ) -> None:
+        self.windows = windows
+        self.features = FeatureSpec(windows)
+        for s in scorers:
+            if tuple(s.feature_names) != self.features.names:
+                raise ValueError(f"scorer {s.name} was built for another feature schema")
+        self.scorers = {s.target: s for s in scorers}
+        self.policies = policies or {s.target: Policy.for_scorer(s) for s in scorers}
+        self.score_batch_size = score_batch_size
+        self.max_clock_skew_ms = max_clock_skew_ms
+        self.clear_after_ms = clear_after_ms
+
+    # ------------------------------------------------------------------------------------
+    def process(self, batch: list[InRecord], get_state: Callable[[str], PatientState | None],
+                now_ms: int) -> BatchResult:
+        res = BatchResult()
+        by_patient: dict[str, list[tuple[InRecord, Accepted]]] = {}
+        for rec in batch:
+            try:
+                out = validate(rec.value, now_ms, self.max_clock_skew_ms)
+            except Exception as exc:  # a bug must not kill the worker: dead-letter it
+                log.exception("validation crashed at %s[%d]@%d", rec.topic, rec.partition, rec.offset)
+                out = Refused([Rejection("internal_error", _short(exc))])
+            if isinstance(out, Refused):
+                self._dead(res, rec, "record", out.rejections, out.patient, now_ms)
+                continue
+            key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+            if key != out.record.patient:
+                self._dead(res, rec, "record", [Rejection(
+                    "key_mismatch", "the Kafka key must be the record's patient key so that "
+                    "all of a patient's records share one partition and one state")],
+                    out.record.patient, now_ms)
+                continue
+            by_patient.setdefault(out.record.patient, []).append((rec, out))
+
+        rows: list[_Row] = []
+        for patient, items in by_patient.items():
+            state = get_state(patient)
+            if state is None:
+                state = PatientState()
+            touched = False
+            for rec, acc in sorted(items, key=lambda it: it[0].offset):
+                if rec.partition != state.partition:
+                    if state.partition >= 0:  # the topic was repartitioned: offsets restart
+                        log.warning("a patient moved from partition %d to %d: redelivery guard "
+                                    "reset", state.partition, rec.partition)
+                    state.partition, state.offset = rec.partition, -1
+                elif rec.offset <= state.offset:
+                    res.outcomes["redelivered"] += 1  # already applied before a restart
+                    continue
+                try:
+                    rejection = admit(state, acc, self.windows)
+                    feats = None if rejection else self.features.featurize(state, acc.event_ms)
+                except Exception as exc:
+                    log.exception("windowing crashed at %s[%d]@%d", rec.topic, rec.partition,
+                                  rec.offset)
+                    rejection, feats = Rejection("internal_error", _short(exc)), None
+                state.offset = rec.offset
+                touched = True
+                if rejection is not None:
+                    self._dead(res, rec, "record", [rejection, *acc.rejections], patient, now_ms)
+                    continue
+                if acc.rejections:
+                    self._dead(res, rec, "observations", acc.rejections, patient, now_ms)
+                    res.outcomes["partial"] += 1
+                res.outcomes["accepted"] += 1
+                rows.append(_Row(patient, rec, acc, feats))
+            if touched:
+                res.states[patient] = (items[0][0].partition, state)
+
+        if rows:
+            self._score(rows, res, now_ms)
+        return res
+
+    # ------------------------------------------------------------------------------------
+    def _score(self, rows: list[_Row], res: BatchResult, now_ms: int) -> None:
+        X = self.features.matrix([r.features for r in rows])
+        try:
+            assessed: dict[str, Assessment] = {
+                kind: score_padded(scorer, X, self.score_batch_size)
+                for kind, scorer in self.scorers.items()
+            }
+        except Exception as exc:  # a failing model must not stop the stream silently
+            log.exception("scoring failed for a batch of %d rows", len(rows))
+            res.outcomes["accepted"] -= len(rows)
+            for row in rows:
+                self._dead(res, row.rec, "record", [Rejection(
+                    "internal_error", f"scoring failed: {_short(exc)}")], row.patient, now_ms)
+            return
+        details = {k: v for a in assessed.values() for k, v in a.details.items()}
+        names = self.features.names
+        published = _ms_to_dt(now_ms)
+        res.scored_rows += len(rows)
+        for i, row in enumerate(rows):
+            acc = row.acc
+            state = res.states[row.patient][1]
+            event_time = _ms_to_dt(acc.event_ms)
+            clinical = {k: _num(details[k][i]) for k in CLINICAL_KEYS if k in details}
+            score = ScoreRecord(
+                score_id=_digest(row.patient, acc.record_id),
+                patient=row.patient,
+                event_time=event_time,
+                record_id=acc.record_id,
+                risks={k: float(a.risk[i]) for k, a in assessed.items()},
+                scorers={k: s.name for k, s in self.scorers.items()},
+                clinical=clinical,
+                unit=state.unit,
+                bed=state.bed,
+                ingested_at=_ms_to_dt(row.rec.timestamp_ms),
+            )
+            res.scores.append((row.patient, score))
+            res.ingest_lag_s.append(max(0.0, (now_ms - row.rec.timestamp_ms) / 1000))
+            row_details = {k: float(v[i]) for k, v in details.items()}
+            for kind, a in assessed.items():
+                policy = self.policies[kind]
+                risk = float(a.risk[i])
+                flag = row_details.get(policy.floor_flag, 0.0) if policy.floor_flag else 0.0
+                severity = policy.severity(risk, flag)
+                track = state.alerts.setdefault(kind, AlertTrack())
+                transition = step(track, severity, acc.event_ms, self.clear_after_ms)
+                if transition is None:
+                    continue
+                scorer = self.scorers[kind]
+                found = explain.drivers(names, X[i], a.contributions[i])
+                aid = alert_id(row.patient, kind, track.episode_start_ms)
+                res.alerts.append((row.patient, AlertEvent(
+                    alert_id=aid,
+                    event_id=f"{aid}:{transition}:{acc.event_ms}",
+                    patient=row.patient,
+                    kind=kind,
+                    severity=track.severity or "medium",
+                    state=transition,
+                    risk=risk,
+                    threshold=policy.threshold_for(track.severity),
+                    reasons=found,
+                    summary=explain.summary(scorer.name, risk, row_details, found),
+                    scorer=scorer.name,
+                    event_time=event_time,
+                    published_at=published,
+                    episode_start=_ms_to_dt(track.episode_start_ms),
+                    record_id=acc.record_id,
+                    unit=state.unit,
+                    bed=state.bed,
+                    ingested_at=_ms_to_dt(row.rec.timestamp_ms),
+                )))
+
+    def _dead(self, res: BatchResult, rec: InRecord, scope: str, rejections: list[Rejection],
+              patient: str | None, now_ms: int) -> None:
+        if scope == "record":
+            res.outcomes["rejected"] += 1
+        for r in rejections:
+            res.reasons[r.reason] += 1
+        res.dead.append((patient, dead_letter(rec, scope, rejections, now_ms)))
+
+
+def dead_letter(rec: InRecord, scope: str, rejections: list[Rejection], now_ms: int) -> DeadLetter:
+    """The DLQ record for ``rec``: its original bytes and every reason, id from its offset."""
+    try:
+        payload, encoding = rec.value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        payload, encoding = base64.b64encode(rec.value).decode("ascii"), "base64"
+    suffix = "" if scope == "record" else ":observations"
+    return DeadLetter(
+        dlq_id=f"{rec.topic}:{rec.partition}:{rec.offset}{suffix}",
+        scope=scope,  # type: ignore[arg-type]
+        reason=rejections[0].reason,
+        rejections=rejections,
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        payload=payload,
+        payload_encoding=encoding,  # type: ignore[arg-type]
+        received_at=_ms_to_dt(now_ms),
+    )
+
+
+def _num(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+def _short(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()[:500]

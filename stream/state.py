@@ -1,0 +1,62 @@
+"""Per-patient state kept in the changelogged faust table: windows, dedupe ids, alert tracks.
+
+One struct per patient so that one batch of records costs one table write (one changelog
+record) per patient, whatever the number of records. msgspec encodes it compactly
+(``array_like`` series) for the changelog.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from faust.serializers.codecs import Codec
+from msgspec import Struct
+
+__all__ = ["Series", "AlertTrack", "PatientState", "StateCodec"]
+
+
+class Series(Struct, array_like=True):
+    """Points of one code in ascending event time (ms); older points are pruned."""
+
+    t: list[int]
+    v: list[float]
+
+
+class AlertTrack(Struct, array_like=True, omit_defaults=True):
+    """Where one alert kind stands for one patient (see :mod:`vigil.alerts.lifecycle`)."""
+
+    active: bool = False
+    episode_start_ms: int = -1
+    severity: str = ""
+    below_since_ms: int = -1
+    last_ms: int = -1
+    episodes: int = 0
+
+
+class PatientState(Struct, omit_defaults=True):
+    watermark_ms: int = -1
+    partition: int = -1  # source partition of the patient's records
+    offset: int = -1  # last applied offset in that partition: the redelivery guard
+    records: int = 0
+    series: dict[str, Series] = msgspec.field(default_factory=dict)
+    recent_ids: dict[str, int] = msgspec.field(default_factory=dict)  # record id -> event ms
+    icu_admit_ms: int | None = None
+    hospital_admit_ms: int | None = None
+    age_years: float | None = None
+    sex: str | None = None
+    unit: str | None = None
+    bed: str | None = None
+    alerts: dict[str, AlertTrack] = msgspec.field(default_factory=dict)
+
+
+_ENC = msgspec.msgpack.Encoder()
+_DEC = msgspec.msgpack.Decoder(PatientState)
+
+
+class StateCodec(Codec):
+    """faust codec for :class:`PatientState` values in the patients table changelog."""
+
+    def _dumps(self, obj: PatientState) -> bytes:
+        return _ENC.encode(obj)
+
+    def _loads(self, s: bytes) -> PatientState:
+        return _DEC.decode(s)

@@ -1,0 +1,100 @@
+"""Start-up checks for broker behaviour that would otherwise corrupt state silently.
+
+tansu 0.6 answers ListOffsets("latest") with the base offset of the last record *batch*
+plus one, not the true log end (Fetch reports the right high watermark). faust ends table
+recovery at that number, so a restarted worker recovers a changelog short by a few records,
+i.e. with stale patient state. Two defences:
+
+* :func:`list_offsets_exact` probes the broker once: when it is wrong, the worker makes its
+  producer send every record as its own batch (faust ``producer_max_batch_size=1``), which
+  keeps "latest" exact for everything Vigil writes;
+* :func:`changelog_gaps` compares, for each changelog partition, the broker's "latest" with
+  what a fetch actually finds. Any record beyond "latest" means recovery would stop short:
+  the worker refuses to start and says why, instead of alerting from wrong state.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+__all__ = ["list_offsets_exact", "changelog_gaps", "OffsetGap"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OffsetGap:
+    topic: str
+    partition: int
+    reported_end: int
+    true_end: int
+
+    def __str__(self) -> str:
+        return (f"{self.topic}[{self.partition}]: broker reports end offset {self.reported_end} "
+                f"but holds records up to {self.true_end}")
+
+
+def list_offsets_exact(bootstrap: str) -> bool:
+    """True when ListOffsets("latest") equals the log end after a multi-record batch."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import NewTopic
+
+    topic = f"vigil.probe.{uuid.uuid4().hex[:12]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="vigil-probe")
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=200, acks="all")
+        for i in range(3):  # lingering: the three records travel as one batch
+            producer.send(topic, value=b"probe %d" % i, partition=0)
+        producer.flush()
+        producer.close()
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="vigil-probe")
+        tp = TopicPartition(topic, 0)
+        end = consumer.end_offsets([tp])[tp]
+        consumer.close()
+        exact = end == 3
+        if not exact:
+            log.warning("broker at %s reports end offset %d after one batch of 3 records: "
+                        "ListOffsets is off by batch; sending each record as its own batch",
+                        bootstrap, end)
+        return exact
+    finally:
+        try:
+            admin.delete_topics([topic])
+        except Exception:  # pragma: no cover - best effort; tansu keeps it in memory only
+            pass
+        admin.close()
+
+
+def changelog_gaps(bootstrap: str, topics: list[str], timeout_ms: int = 1500) -> list[OffsetGap]:
+    """Changelog partitions whose real end lies beyond what the broker reports."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="vigil-changelog-check",
+                             enable_auto_commit=False, group_id=None)
+    try:
+        existing = consumer.topics()
+        tps = [TopicPartition(t, p) for t in topics if t in existing
+               for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            return []
+        reported = consumer.end_offsets(tps)
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, reported[tp])
+        beyond: dict[TopicPartition, int] = {}
+        records = consumer.poll(timeout_ms=timeout_ms)
+        for tp, recs in records.items():
+            if recs:
+                beyond[tp] = recs[-1].offset + 1
+        gaps = []
+        for tp in tps:
+            hw = consumer.highwater(tp)
+            true_end = max(beyond.get(tp, reported[tp]), hw if hw is not None else -1)
+            if true_end > reported[tp]:
+                gaps.append(OffsetGap(tp.topic, tp.partition, reported[tp], true_end))
+        return gaps
+    finally:
+        consumer.close()

@@ -1,0 +1,110 @@
+"""The ``vigil`` command line: thin wrappers that parse options and call the library."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vigil.settings import VigilSettings
+
+app = typer.Typer(help="Vigil: real-time ICU deterioration and sepsis alerting on Kafka.",
+                  no_args_is_help=True, add_completion=False)
+
+__all__ = ["app", "main"]
+
+
+def _settings() -> VigilSettings:
+    return VigilSettings()
+
+
+def _logging(level: str = "info") -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection
+
+
+@app.command()
+def broker(port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: VIGIL_EMBEDDED_BROKER_PORT).")] = None,
+           create_topics: Annotated[bool, typer.Option(help="Create Vigil's topics once it is up.")] = True) -> None:
+    """Run the embedded tansu Kafka-protocol broker in the foreground until Ctrl-C."""
+    from vigil.broker import EmbeddedBroker
+    from vigil.stream.topics import ensure_topics
+
+    _logging()
+    s = _settings()
+    if port is not None:
+        s = s.model_copy(update={"embedded_broker_port": port})
+    with EmbeddedBroker(s.embedded_broker_port) as b:
+        if create_topics:
+            ensure_topics(s.model_copy(update={"kafka_url": b.bootstrap}))
+        typer.echo(f"tansu broker on {b.bootstrap} (memory storage: nothing survives a restart). "
+                   "Ctrl-C stops it.")
+        try:
+            while b.proc is not None and b.proc.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def worker(web_port: Annotated[int | None, typer.Option(help="Port of /metrics and /health (default VIGIL_WEB_PORT).")] = None) -> None:
+    """Run one faust worker (several may share a consumer group)."""
+    from vigil.worker import run_worker
+
+    s = _settings()
+    if web_port is not None:
+        s = s.model_copy(update={"web_port": web_port})
+    _logging(s.log_level)
+    run_worker(s)
+
+
+@app.command()
+def replay(
+    path: Annotated[Path, typer.Argument(help="PhysioNet 2019/2012 folder or .tar.gz archive.")],
+    speed: Annotated[float, typer.Option(help="Event-time seconds per wall second; 0 = as fast as possible.")] = 3600.0,
+    patients: Annotated[int | None, typer.Option(help="Replay at most this many patients.")] = None,
+    stagger_hours: Annotated[float, typer.Option(help="Spread admissions over this many hours.")] = 24.0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Stream recorded ICU data into the vitals topic in event-time order (labels too)."""
+    from vigil.stream.replay.replayer import replay_path
+
+    _logging("warning")
+    stats = replay_path(_settings(), path, speed=speed, limit=patients,
+                        stagger_hours=stagger_hours, progress=progress)
+    typer.echo(json.dumps(stats.as_dict()))
+
+
+@app.command()
+def demo(
+    data: Annotated[Path | None, typer.Option(help="PhysioNet folder or archive (default: the shipped sample).")] = None,
+    patients: Annotated[int | None, typer.Option(help="Replay at most this many patients.")] = None,
+    speed: Annotated[float, typer.Option(help="Event-time seconds per wall second; 0 = as fast as possible.")] = 3600.0,
+    until_done: Annotated[bool, typer.Option("--until-done", help="Exit once every replayed record is processed and print a JSON summary.")] = False,
+    workers: Annotated[int, typer.Option(help="faust workers in the consumer group.")] = 1,
+) -> None:
+    """Embedded broker + worker + replay of real ICU data, with alerts shown live."""
+    from vigil.demo import run_demo
+
+    _logging("warning")
+    summary = run_demo(_settings(), data=data, limit=patients, speed=speed,
+                       until_done=until_done, workers=workers)
+    if summary is not None:
+        typer.echo(json.dumps(summary))
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print the resolved settings (secrets masked)."""
+    typer.echo(json.dumps(_settings().masked(), indent=2, default=str))
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    app()
