@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from vigil.stream.codes import CODES
 from vigil.stream.records import Driver
 
-__all__ = ["NORMAL", "drivers", "headline", "summary"]
+__all__ = ["NORMAL", "drivers", "headline", "resolved", "summary"]
 
 NORMAL: dict[str, tuple[float, float]] = {
     "RR": (12, 20), "SpO2": (96, 100), "SBP": (111, 219), "HR": (51, 90),
@@ -82,3 +83,10 @@ def headline(scorer: str, risk: float, details: dict[str, float]) -> str:
 def summary(scorer: str, risk: float, details: dict[str, float], found: list[Driver]) -> str:
     head = headline(scorer, risk, details)
     return f"{head}: {', '.join(d.text for d in found)}" if found else head
+
+
+def resolved(scorer: str, risk: float, details: dict[str, float], clear_after_ms: int) -> str:
+    """Why an alert closed: ``"NEWS2 3, below the alert level for 2 h"``."""
+    hours = clear_after_ms / 3_600_000
+    span = f"{hours:.0f} h" if hours >= 1 else f"{clear_after_ms / 60_000:.0f} min"
+    return f"{headline(scorer, risk, details)}, below the alert level for {span}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from vigil.models.base import Scorer, Target
 
 __all__ = ["Policy", "SEVERITY_RANK"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from vigil.models.base import Assessment, Target
 
 __all__ = [

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 import faust
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from vigil.stream.processor import InRecord, Processor, dead_letter
-from vigil.stream.publisher import OutputPublisher
-from vigil.stream.records import LABEL_DECODER, Rejection, encode
-from vigil.stream.state import PatientState, StateCodec
 
 from vigil import __version__
 from vigil.metrics import Metrics
 from vigil.settings import VigilSettings
+from vigil.stream.processor import InRecord, Processor, dead_letter
+from vigil.stream.publisher import OutputPublisher
+from vigil.stream.records import LABEL_DECODER, Rejection, encode
+from vigil.stream.state import PatientState, decode_state, encode_state
 
 __all__ = ["Wiring", "wire"]
 
@@ -52,10 +52,8 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
     async def _stop_publisher(sender: object, **kwargs: object) -> None:
         await publisher.stop()
     table = app.Table("patients", default=None, partitions=settings.partitions,
-                      key_type=bytes, help="Per-patient windows, dedupe ids and alert lifecycle.")
-    # faust derives a table's value codec from value_type (json unless a faust Record); set
-    # it before the store is created (lazily) so changelog writes *and* recovery use msgpack.
-    table.value_serializer = StateCodec()
+                      key_type=bytes, value_type=bytes,
+                      help="Per-patient windows, dedupe ids and alert lifecycle (msgpack).")
     metrics.info.info({
         "version": __version__,
         "scorers": ",".join(f"{k}={s.name}" for k, s in processor.scorers.items()),
@@ -63,7 +61,8 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
     })
 
     def get_state(patient: str) -> PatientState | None:
-        return table.get(patient.encode())
+        raw = table.get(patient.encode())
+        return decode_state(raw) if raw is not None else None
 
     async def handle(events: list) -> None:  # type: ignore[type-arg]
         started = time.perf_counter()
@@ -76,9 +75,10 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
             + [(settings.topic_alerts, k.encode(), encode(a)) for k, a in res.alerts]
             + [(settings.topic_dlq, k.encode() if k else None, encode(d)) for k, d in res.dead])
         for patient, (partition, state) in res.states.items():
-            key = patient.encode()
-            table.send_changelog(partition, key, state)
-            table.data[key] = state
+            # one changelog record per touched patient per batch, to the patient's partition
+            key, raw = patient.encode(), encode_state(state)
+            table.send_changelog(partition, key, raw)
+            table.data[key] = raw
         _observe(metrics, res, len(batch), started)
 
     @app.agent(vitals, name="vitals")

@@ -6,13 +6,13 @@ import logging
 from pathlib import Path
 
 import faust
+
 from vigil.alerts.policy import Policy
 from vigil.models.clinical import News2Scorer, QsofaScorer
+from vigil.settings import VigilSettings
 from vigil.stream.features import FeatureSpec
 from vigil.stream.processor import Processor
 from vigil.stream.windows import WindowSpec
-
-from vigil.settings import VigilSettings
 
 __all__ = ["build_app", "build_processor"]
 

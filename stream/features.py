@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+
 from vigil.stream.codes import LAB_CODES, VITAL_CODES
 from vigil.stream.state import PatientState
 from vigil.stream.windows import WindowSpec

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+
 from vigil.alerts import explain
 from vigil.alerts.lifecycle import alert_id, step
 from vigil.alerts.policy import Policy
@@ -231,7 +232,10 @@ class Processor:
                     risk=risk,
                     threshold=policy.threshold_for(track.severity),
                     reasons=found,
-                    summary=explain.summary(scorer.name, risk, row_details, found),
+                    summary=(explain.summary(scorer.name, risk, row_details, found)
+                             if transition != "resolved" else
+                             explain.resolved(scorer.name, risk, row_details,
+                                              self.clear_after_ms)),
                     scorer=scorer.name,
                     event_time=event_time,
                     published_at=published,

@@ -1,17 +1,16 @@
 """Per-patient state kept in the changelogged faust table: windows, dedupe ids, alert tracks.
 
 One struct per patient so that one batch of records costs one table write (one changelog
-record) per patient, whatever the number of records. msgspec encodes it compactly
-(``array_like`` series) for the changelog.
+record) per patient, whatever the number of records. The table holds the msgpack bytes
+(``value_type=bytes``): compact in memory, and faust's recovery needs no codec of ours.
 """
 
 from __future__ import annotations
 
 import msgspec
-from faust.serializers.codecs import Codec
 from msgspec import Struct
 
-__all__ = ["Series", "AlertTrack", "PatientState", "StateCodec"]
+__all__ = ["Series", "AlertTrack", "PatientState", "encode_state", "decode_state"]
 
 
 class Series(Struct, array_like=True):
@@ -52,11 +51,9 @@ _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder(PatientState)
 
 
-class StateCodec(Codec):
-    """faust codec for :class:`PatientState` values in the patients table changelog."""
+def encode_state(state: PatientState) -> bytes:
+    return _ENC.encode(state)
 
-    def _dumps(self, obj: PatientState) -> bytes:
-        return _ENC.encode(obj)
 
-    def _loads(self, s: bytes) -> PatientState:
-        return _DEC.decode(s)
+def decode_state(raw: bytes) -> PatientState:
+    return _DEC.decode(raw)

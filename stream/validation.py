@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 import msgspec
+
 from vigil.stream.codes import CODES, UnknownUnit
 from vigil.stream.records import VITALS_DECODER, Rejection, VitalsRecord
 

@@ -7,11 +7,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vigil.settings import VigilSettings
 from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.stays import Stay
 from vigil.stream.replay.timeline import Timeline
-
-from vigil.settings import VigilSettings
 
 __all__ = ["ReplayStats", "replay_path", "replay_stays", "replay_timeline"]
 
