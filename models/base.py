@@ -13,7 +13,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Assessment", "Scorer", "Target", "score_padded"]
+__all__ = ["Assessment", "Scorer", "Target", "padded_chunks", "score_chunks", "score_padded"]
 
 Target = Literal["sepsis", "deterioration"]
 
@@ -48,19 +48,27 @@ class Scorer(Protocol):
     def score_batch(self, X: np.ndarray) -> Assessment: ...
 
 
-def score_padded(scorer: Scorer, X: np.ndarray, batch_size: int) -> Assessment:
-    """Score ``X`` in chunks of exactly ``batch_size`` rows (the last one NaN-padded)."""
-    n = X.shape[0]
-    if n == 0:
-        empty = scorer.score_batch(np.full((batch_size, X.shape[1]), np.nan))
-        return empty.rows(slice(0, 0))
-    parts: list[Assessment] = []
-    for start in range(0, n, batch_size):
+def padded_chunks(X: np.ndarray, batch_size: int) -> list[tuple[np.ndarray, int]]:
+    """``X`` cut into NaN-padded chunks of exactly ``batch_size`` rows, with their real size."""
+    if X.shape[0] == 0:
+        return []
+    out = []
+    for start in range(0, X.shape[0], batch_size):
         chunk = X[start:start + batch_size]
         m = chunk.shape[0]
         if m < batch_size:
             chunk = np.vstack([chunk, np.full((batch_size - m, X.shape[1]), np.nan)])
-        parts.append(scorer.score_batch(chunk).rows(slice(0, m)))
+        out.append((chunk, m))
+    return out
+
+
+def score_chunks(scorer: Scorer, chunks: list[tuple[np.ndarray, int]], n_features: int,
+                 batch_size: int) -> Assessment:
+    """Score pre-cut chunks (several scorers can share them) and join the real rows."""
+    if not chunks:
+        empty = scorer.score_batch(np.full((batch_size, n_features), np.nan))
+        return empty.rows(slice(0, 0))
+    parts = [scorer.score_batch(chunk).rows(slice(0, m)) for chunk, m in chunks]
     if len(parts) == 1:
         return parts[0]
     keys = parts[0].details.keys()
@@ -69,3 +77,8 @@ def score_padded(scorer: Scorer, X: np.ndarray, batch_size: int) -> Assessment:
         np.vstack([p.contributions for p in parts]),
         {k: np.concatenate([p.details[k] for p in parts]) for k in keys},
     )
+
+
+def score_padded(scorer: Scorer, X: np.ndarray, batch_size: int) -> Assessment:
+    """Score ``X`` in chunks of exactly ``batch_size`` rows (the last one NaN-padded)."""
+    return score_chunks(scorer, padded_chunks(X, batch_size), X.shape[1], batch_size)

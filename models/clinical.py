@@ -175,8 +175,23 @@ class ClinicalInputs:
         }
 
 
+_LAST: list = [None, None, None]  # (X, feature names, details): the last batch scored
+
+
 def clinical_details(inputs: ClinicalInputs, X: np.ndarray) -> dict[str, np.ndarray]:
-    """Every clinical score for a batch: the numbers alerts explain themselves with."""
+    """Every clinical score for a batch: the numbers alerts explain themselves with.
+
+    The NEWS2 and qSOFA scorers both need them for the same batch; the result for the last
+    batch (same array object, same schema) is reused rather than computed twice.
+    """
+    if _LAST[0] is X and _LAST[1] == inputs.feature_names:
+        return _LAST[2]
+    out = _clinical_details(inputs, X)
+    _LAST[:] = [X, inputs.feature_names, out]
+    return out
+
+
+def _clinical_details(inputs: ClinicalInputs, X: np.ndarray) -> dict[str, np.ndarray]:
     v = inputs.vitals(X)
     on_o2 = np.where(np.isnan(v["fio2"]), 0.0, (v["fio2"] > 0.21).astype(float))
     alert = np.where(np.isnan(v["gcs"]), 1.0, (v["gcs"] >= 15).astype(float))

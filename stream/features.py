@@ -103,19 +103,20 @@ class FeatureSpec:
                 win = v[lo:k]
                 n = k - lo
                 extend((sum(win) / n, min(win), max(win), float(n)))
-            # std and slope over the longest window (lo from the last iteration)
+            # std and slope over the longest window (lo from the last iteration), one pass
             n = k - lo
             if n >= 2:
-                win = v[lo:k]
-                mean = sum(win) / n
-                add(math.sqrt(sum((x - mean) ** 2 for x in win) / (n - 1)))
-                hours = [(x - at_ms) / HOUR_MS for x in t[lo:k]]
-                hm = sum(hours) / n
-                sxx = sum((h - hm) ** 2 for h in hours)
-                if sxx > 0:
-                    add(sum((h - hm) * (x - mean) for h, x in zip(hours, win)) / sxx)
-                else:
-                    add(NAN)
+                sx = sxx = sh = shh = shx = 0.0
+                for tt, x in zip(t[lo:k], v[lo:k]):
+                    h = (tt - at_ms) / HOUR_MS
+                    sx += x
+                    sxx += x * x
+                    sh += h
+                    shh += h * h
+                    shx += h * x
+                add(math.sqrt(max(0.0, (sxx - sx * sx / n) / (n - 1))))
+                hvar = shh - sh * sh / n
+                add((shx - sh * sx / n) / hvar if hvar > 1e-12 else NAN)
             else:
                 extend((NAN, NAN))
         for code in LAB_CODES:

@@ -31,7 +31,7 @@ import numpy as np
 from vigil.alerts import explain
 from vigil.alerts.lifecycle import alert_id, step
 from vigil.alerts.policy import Policy
-from vigil.models.base import Assessment, Scorer, score_padded
+from vigil.models.base import Assessment, Scorer, padded_chunks, score_chunks
 from vigil.stream.features import FeatureSpec
 from vigil.stream.records import AlertEvent, DeadLetter, Rejection, ScoreRecord
 from vigil.stream.state import AlertTrack, PatientState
@@ -175,8 +175,9 @@ class Processor:
     def _score(self, rows: list[_Row], res: BatchResult, now_ms: int) -> None:
         X = self.features.matrix([r.features for r in rows])
         try:
+            chunks = padded_chunks(X, self.score_batch_size)  # shared by every scorer
             assessed: dict[str, Assessment] = {
-                kind: score_padded(scorer, X, self.score_batch_size)
+                kind: score_chunks(scorer, chunks, X.shape[1], self.score_batch_size)
                 for kind, scorer in self.scorers.items()
             }
         except Exception as exc:  # a failing model must not stop the stream silently
@@ -209,17 +210,17 @@ class Processor:
             )
             res.scores.append((row.patient, score))
             res.ingest_lag_s.append(max(0.0, (now_ms - row.rec.timestamp_ms) / 1000))
-            row_details = {k: float(v[i]) for k, v in details.items()}
             for kind, a in assessed.items():
                 policy = self.policies[kind]
                 risk = float(a.risk[i])
-                flag = row_details.get(policy.floor_flag, 0.0) if policy.floor_flag else 0.0
+                flag = float(details[policy.floor_flag][i]) if policy.floor_flag else 0.0
                 severity = policy.severity(risk, flag)
                 track = state.alerts.setdefault(kind, AlertTrack())
                 transition = step(track, severity, acc.event_ms, self.clear_after_ms)
                 if transition is None:
                     continue
                 scorer = self.scorers[kind]
+                row_details = {k: float(v[i]) for k, v in details.items()}
                 found = explain.drivers(names, X[i], a.contributions[i])
                 aid = alert_id(row.patient, kind, track.episode_start_ms)
                 res.alerts.append((row.patient, AlertEvent(

@@ -36,6 +36,7 @@ class PatientState(Struct, omit_defaults=True):
     partition: int = -1  # source partition of the patient's records
     offset: int = -1  # last applied offset in that partition: the redelivery guard
     records: int = 0
+    pruned_ms: int = -1  # watermark at the last pruning
     series: dict[str, Series] = msgspec.field(default_factory=dict)
     recent_ids: dict[str, int] = msgspec.field(default_factory=dict)  # record id -> event ms
     icu_admit_ms: int | None = None

@@ -19,10 +19,11 @@ from vigil.stream.records import Rejection
 from vigil.stream.state import PatientState, Series
 from vigil.stream.validation import Accepted
 
-__all__ = ["WindowSpec", "admit", "KEEP_LAST"]
+__all__ = ["KEEP_LAST", "PRUNE_EVERY", "WindowSpec", "admit"]
 
 HOUR_MS = 3_600_000
 KEEP_LAST = 2  # points kept per code beyond the horizon: last value and its predecessor
+PRUNE_EVERY = 4  # prune when the watermark has advanced by horizon / PRUNE_EVERY
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +114,19 @@ def admit(state: PatientState, acc: Accepted, spec: WindowSpec) -> Rejection | N
 
     if t > state.watermark_ms:
         state.watermark_ms = t
-        _prune(state, spec)
+        if t - state.pruned_ms >= spec.horizon_ms // PRUNE_EVERY:
+            _prune(state, spec)
     return None
 
 
 def _prune(state: PatientState, spec: WindowSpec) -> None:
-    """Forget what no window can see any more, keeping the last values of sparse codes."""
+    """Forget what no window can see any more, keeping the last values of sparse codes.
+
+    Run when the watermark has moved by a quarter of the horizon, not on every event: the
+    features never read points outside their windows, so keeping a few extra points a
+    little longer changes nothing but the state's size (at most a quarter larger).
+    """
+    state.pruned_ms = state.watermark_ms
     oldest = state.watermark_ms - spec.horizon_ms
     for s in state.series.values():
         if s.t[0] >= oldest:
