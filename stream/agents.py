@@ -8,22 +8,34 @@ redelivery guard in the state and the deterministic output ids make that harmles
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import faust
 import msgspec
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vigil import __version__
 from vigil.metrics import Metrics
 from vigil.settings import VigilSettings
+from vigil.stream.gaps import (
+    GapFiller,
+    decode_progress,
+    encode_progress,
+    missing_offsets,
+    progress_key,
+)
 from vigil.stream.processor import InRecord, Processor, dead_letter
 from vigil.stream.publisher import OutputPublisher
 from vigil.stream.records import LABEL_DECODER, Rejection, encode
 from vigil.stream.state import PatientState, decode_state, encode_state
+from vigil.stream.topics import changelog_topic
 
 __all__ = ["Wiring", "wire"]
 
@@ -46,27 +58,53 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
     vitals = app.topic(settings.topic_vitals, partitions=settings.partitions, **raw)
     labels = app.topic(settings.topic_labels, partitions=settings.partitions, **raw)
     publisher = OutputPublisher(settings.bootstrap_servers)
+    gaps = GapFiller(settings.bootstrap_servers, settings.topic_vitals)
     running = {"vitals": False}
 
     @app.on_before_shutdown.connect
     async def _stop_publisher(sender: object, **kwargs: object) -> None:
         await publisher.stop()
+        await gaps.stop()
     table = app.Table("patients", default=None, partitions=settings.partitions,
                       key_type=bytes, value_type=bytes,
                       help="Per-patient windows, dedupe ids and alert lifecycle (msgpack).")
+    changelog = changelog_topic(settings)
+    assert table.changelog_topic_name == changelog, (table.changelog_topic_name, changelog)
     metrics.info.info({
         "version": __version__,
         "scorers": ",".join(f"{k}={s.name}" for k, s in processor.scorers.items()),
         "broker": "embedded-tansu" if settings.embedded else "kafka",
     })
 
+    # Decoded states, keyed by patient, each with the exact bytes object it was decoded from
+    # or encoded to. Decoding was 10% of a worker's CPU in a profile; the identity check
+    # makes the cache safe without invalidation hooks: table recovery after a rebalance
+    # stores new bytes objects, which never match a cached entry.
+    decoded: dict[bytes, tuple[bytes, PatientState]] = {}
+
     def get_state(patient: str) -> PatientState | None:
-        raw = table.get(patient.encode())
-        return decode_state(raw) if raw is not None else None
+        key = patient.encode()
+        raw = table.get(key)
+        if raw is None:
+            return None
+        hit = decoded.get(key)
+        if hit is not None and hit[0] is raw:
+            return hit[1]
+        state = decode_state(raw)
+        decoded[key] = (raw, state)
+        return state
 
     async def handle(events: list) -> None:  # type: ignore[type-arg]
         started = time.perf_counter()
         batch = [_in_record(e) for e in events]
+        expected = {p: decode_progress(table.data.get(progress_key(p)))
+                    for p in {r.partition for r in batch}}
+        holes = missing_offsets(batch, expected)
+        for p, offsets in holes.items():
+            log.error("faust skipped %d vitals record(s) in partition %d (offsets %d..%d): "
+                      "fetching them from the broker", len(offsets), p, offsets[0], offsets[-1])
+            metrics.gap_records.inc(len(offsets))
+            batch = await gaps.fetch(p, offsets) + batch
         t_score = time.perf_counter()
         res = processor.process(batch, get_state, int(time.time() * 1000))
         metrics.scoring_seconds.observe(time.perf_counter() - t_score)
@@ -74,31 +112,42 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
             [(settings.topic_scores, k.encode(), encode(r)) for k, r in res.scores]
             + [(settings.topic_alerts, k.encode(), encode(a)) for k, a in res.alerts]
             + [(settings.topic_dlq, k.encode() if k else None, encode(d)) for k, d in res.dead])
+        # one changelog record per touched patient per batch, to the patient's partition,
+        # durable before the batch is acked (see OutputPublisher.publish_changelog)
+        changes: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         for patient, (partition, state) in res.states.items():
-            # one changelog record per touched patient per batch, to the patient's partition
             key, raw = patient.encode(), encode_state(state)
-            table.send_changelog(partition, key, raw)
-            table.data[key] = raw
+            changes[partition].append((key, raw))
+            decoded[key] = (raw, state)
+        for p in expected:  # this partition's progress, last in its changelog write
+            done = max(r.offset for r in batch if r.partition == p) + 1
+            changes[p].append((progress_key(p), encode_progress(max(done, expected[p] or 0))))
+        await publisher.publish_changelog(changelog, changes)
+        for recs in changes.values():
+            for key, raw in recs:
+                table.data[key] = raw
+        for p, offsets in holes.items():
+            await _ack_filled(app, settings.topic_vitals, p, offsets)
         _observe(metrics, res, len(batch), started)
 
     @app.agent(vitals, name="vitals")
     async def vitals_agent(stream: faust.StreamT) -> None:
         await publisher.start()
+        def failed(exc: BaseException) -> None:
+            # Per-record problems are dead-lettered inside the processor; what gets here
+            # (the broker refusing our outputs, a bug) would otherwise let faust commit a
+            # batch whose outputs or state were never written. Exit without committing:
+            # the supervisor restarts the worker, the batch is re-processed, and the
+            # deterministic ids keep that idempotent.
+            metrics.errors.labels("batch").inc()
+            _fatal(exc)
+
+        batcher = MicroBatcher(handle, settings.batch_max_records, settings.batch_within_s,
+                               stream.noack(), on_failure=failed)
         metrics.up.set(1)
         running["vitals"] = True
         try:
-            async for events in stream.take_events(settings.batch_max_records,
-                                                   within=settings.batch_within_s):
-                try:
-                    await handle(events)
-                except Exception as exc:
-                    # Per-record problems are dead-lettered inside the processor; what gets
-                    # here (the broker refusing our outputs, a bug) would make faust ack a
-                    # batch whose outputs or state were never written. Exit without
-                    # committing instead: the supervisor restarts the worker, the batch is
-                    # re-processed, and deterministic ids keep that idempotent.
-                    metrics.errors.labels("batch").inc()
-                    _fatal(exc)
+            await batcher.run()
         finally:
             metrics.up.set(0)
             running["vitals"] = False
@@ -133,6 +182,86 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
                         status=200 if ready else 503)
 
     return Wiring(app, table, metrics)
+
+
+class MicroBatcher:
+    """Micro-batches of events: at most ``max_records``, or what came within ``within_s``.
+
+    Replaces faust's ``Stream.take_events``, which lost events under load in tests here:
+    its buffer callback resets the "batch is being consumed" future after waiting on it,
+    clobbering the next batch's future, so events appended while a batch is processed were
+    cleared with it, never processed and never acked (the commit then stalls below them).
+    Here the stream is read without automatic acks (``stream.noack()``); a batch is taken
+    from the list in one synchronous step, processed, and only then acked, one batch at a
+    time under a lock. A full buffer is flushed inline, which holds the reader back
+    (backpressure); a timer flushes a partial one after ``within_s``.
+    """
+
+    def __init__(self, handle: Callable[[list], Awaitable[None]], max_records: int,  # type: ignore[type-arg]
+                 within_s: float, stream: faust.StreamT,
+                 on_failure: Callable[[BaseException], None]) -> None:
+        self.handle = handle
+        self.max_records = max_records
+        self.within_s = within_s
+        self.stream = stream
+        self.on_failure = on_failure
+        self.pending: list[faust.EventT] = []
+        self.first_at = 0.0
+        self.lock = asyncio.Lock()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            batch, self.pending = self.pending, []
+            if not batch:
+                return
+            try:
+                await self.handle(batch)
+            except Exception as exc:
+                self.on_failure(exc)
+                raise
+            for event in batch:
+                await self.stream.ack(event)
+
+    async def _timer(self) -> None:
+        while True:
+            await asyncio.sleep(self.within_s / 2)
+            if self.pending and time.monotonic() - self.first_at >= self.within_s:
+                await self.flush()
+
+    async def run(self) -> None:
+        timer = asyncio.create_task(self._timer())
+        try:
+            async for event in self.stream.events():
+                if not self.pending:
+                    self.first_at = time.monotonic()
+                self.pending.append(event)
+                if len(self.pending) >= self.max_records:
+                    await self.flush()
+        finally:
+            timer.cancel()
+
+
+async def _ack_filled(app: faust.App, topic: str, partition: int, offsets: list[int]) -> None:
+    """Tell faust's consumer that offsets Vigil fetched itself are done.
+
+    Records faust never delivered are never acked, so its commit would stop below them for
+    good (the "commit stops advancing after a restart" seen on tansu). faust's own remedy
+    for offsets it will never deliver is its gap list (``Consumer._add_gap``, private API,
+    faust-streaming 0.15): commits skip over registered gaps.
+    """
+    add_gap = getattr(app.consumer, "_add_gap", None)
+    if add_gap is None:  # pragma: no cover - another faust version
+        log.warning("cannot register fetched offsets with faust: its commit may stall")
+        return
+    tp = TP(topic, partition)
+    start = prev = offsets[0]
+    for o in offsets[1:] + [None]:
+        if o is None or o != prev + 1:
+            await add_gap(tp, start, prev)
+            if o is not None:
+                start = o
+        if o is not None:
+            prev = o
 
 
 def _in_record(event: faust.EventT) -> InRecord:

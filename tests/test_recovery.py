@@ -7,6 +7,7 @@ one running broker and check the outputs against the offline run of the same dat
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
 
@@ -14,6 +15,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from vigil.broker import free_port
+from vigil.broker_checks import changelog_gaps
 from vigil.runtime import OutputCollector, WorkerProcess
 from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.timeline import Timeline
@@ -25,8 +27,9 @@ from .test_e2e import alert_view, expected
 pytestmark = pytest.mark.broker
 
 
-def _timeline(settings, sample_2019, n=12):
-    stays = load_stays(sample_2019, n)
+def _timeline(settings, sample_2019, n=12, copies=1):
+    stays = [dataclasses.replace(s, source_id=f"{s.source_id}~{k}")
+             for k in range(copies) for s in load_stays(sample_2019, n)]
     return Timeline(stays, settings.pseudonym_key.get_secret_value(),
                     now_ms=int(time.time() * 1000))
 
@@ -86,7 +89,7 @@ def test_killed_worker_reprocesses_without_losing_or_changing_outputs(broker_set
                                                                        sample_2019, tmp_path):
     s = broker_settings.model_copy(update={"batch_max_records": 16})
     ensure_topics(s)
-    timeline = _timeline(s, sample_2019, n=20)
+    timeline = _timeline(s, sample_2019, n=20, copies=4)  # ~3,000 records
     vitals = [r for r in timeline if r.topic == "vitals"]
     _produce(s, vitals)
     collector = OutputCollector(s).start()
@@ -100,7 +103,9 @@ def test_killed_worker_reprocesses_without_losing_or_changing_outputs(broker_set
         killed_at = collector.processed
         assert 0 < killed_at < len(vitals), "kill must land mid-stream"
         w2 = _start(s, tmp_path, "w2")
-        assert collector.wait_for(len(vitals), 90), (collector.processed, len(vitals))
+        assert collector.wait_for(len(vitals), 90), (
+            collector.processed, len(vitals), killed_at,
+            [ln for ln in w2.metrics_text().splitlines() if ln.startswith("vigil_vitals")])
         time.sleep(1)
         w2.stop()
     finally:
@@ -109,34 +114,68 @@ def test_killed_worker_reprocesses_without_losing_or_changing_outputs(broker_set
     _assert_matches_offline(s, timeline, collector, len(vitals))
 
 
-def test_worker_refuses_to_start_when_the_changelog_cannot_be_recovered(broker_settings,
-                                                                       sample_2019, tmp_path):
+def _inject_changelog_gap(s) -> None:
+    """Append the changelog's last records again in one multi-record batch, as a writer
+    without Vigil's one-record-last rule would: tansu's "latest" then lags the log."""
+    topic = changelog_topic(s)
+    c = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False)
+    tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    recs = []
+    for _ in range(20):
+        recs += [r for batch in c.poll(timeout_ms=200).values() for r in batch]
+    c.close()
+    assert recs, "the worker must have written patient state to the changelog"
+    part = max({r.partition for r in recs}, key=lambda p: sum(r.partition == p for r in recs))
+    p = KafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=300)
+    for r in [r for r in recs if r.partition == part][-3:]:
+        p.send(topic, key=r.key, value=r.value, partition=part)
+    p.flush()
+    p.close()
+    gaps = changelog_gaps(s.bootstrap_servers, [topic])
+    assert [g.partition for g in gaps] == [part], "tansu's ListOffsets lag must show"
+
+
+def test_a_changelog_gap_is_repaired_at_start_and_state_recovers(broker_settings, sample_2019,
+                                                                  tmp_path):
+    s = broker_settings
+    ensure_topics(s)
+    timeline = _timeline(s, sample_2019, n=8)
+    first, second = _split(timeline, 0.5)
+    collector = OutputCollector(s).start()
+    try:
+        w1 = _start(s, tmp_path, "w1")
+        _produce(s, first)
+        assert collector.wait_for(len(first), 60)
+        w1.stop()
+        _inject_changelog_gap(s)
+        w2 = _start(s, tmp_path, "w2")  # repairs, then recovers every record of the changelog
+        assert changelog_gaps(s.bootstrap_servers, [changelog_topic(s)]) == []
+        _produce(s, second)
+        assert collector.wait_for(len(first) + len(second), 60)
+        time.sleep(1)
+        w2.stop()
+    finally:
+        collector.stop()
+    _assert_matches_offline(s, timeline, collector, len(first) + len(second))
+    assert "repaired" in (tmp_path / "w2.log").read_text()
+
+
+def test_worker_refuses_to_start_when_the_gap_cannot_be_closed(broker_settings, sample_2019,
+                                                               tmp_path, monkeypatch):
     s = broker_settings
     ensure_topics(s)
     w = _start(s, tmp_path, "w1")
-    timeline = _timeline(s, sample_2019, n=4)
-    vitals = [r for r in timeline if r.topic == "vitals"]
+    vitals = [r for r in _timeline(s, sample_2019, n=4) if r.topic == "vitals"]
     collector = OutputCollector(s).start()
     _produce(s, vitals)
     assert collector.wait_for(len(vitals), 60)
     collector.stop()
     w.stop()
-    # Another writer appends to the changelog in multi-record batches (as faust would without
-    # Vigil's workaround): tansu's "latest" offset now lags the log.
-    topic = changelog_topic(s)
-    c = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False)
-    tp = TopicPartition(topic, 0)
-    c.assign([tp])
-    c.seek_to_beginning(tp)
-    recs = []
-    for _ in range(20):
-        recs += c.poll(timeout_ms=200).get(tp, [])
-    c.close()
-    assert recs, "the worker must have written patient state to the changelog"
-    p = KafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=300)
-    for r in recs[-3:]:
-        p.send(topic, key=r.key, value=r.value, partition=0)
-    p.flush()
-    p.close()
+    _inject_changelog_gap(s)
+    import vigil.worker
+
+    monkeypatch.setattr(vigil.worker, "repair_changelog_ends", lambda *a, **k: None)
     with pytest.raises(StateIntegrityError, match="cannot be recovered exactly"):
         prepare_worker(s)

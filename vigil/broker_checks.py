@@ -2,15 +2,20 @@
 
 tansu 0.6 answers ListOffsets("latest") with the base offset of the last record *batch*
 plus one, not the true log end (Fetch reports the right high watermark). faust ends table
-recovery at that number, so a restarted worker recovers a changelog short by a few records,
-i.e. with stale patient state. Two defences:
+recovery at that number, so a restarted worker would recover a changelog short by a few
+records, i.e. with stale patient state. Three defences:
 
-* :func:`list_offsets_exact` probes the broker once: when it is wrong, the worker makes its
-  producer send every record as its own batch (faust ``producer_max_batch_size=1``), which
-  keeps "latest" exact for everything Vigil writes;
+* Vigil writes the changelog itself so that every write ends with a one-record batch
+  (:meth:`vigil.stream.publisher.OutputPublisher.publish_changelog`): "latest" stays exact;
 * :func:`changelog_gaps` compares, for each changelog partition, the broker's "latest" with
-  what a fetch actually finds. Any record beyond "latest" means recovery would stop short:
-  the worker refuses to start and says why, instead of alerting from wrong state.
+  what a fetch actually finds, at every worker start;
+* :func:`repair_changelog_ends` closes a gap (left by a crash between two writes, or by
+  another writer) by appending the partition's last record again as a one-record batch:
+  the same key and value, so the table's content is unchanged, and "latest" is exact again.
+  If that does not close the gap, the worker refuses to start and says why.
+
+:func:`list_offsets_exact` probes the broker once so that the worker can report which kind
+of broker it runs on.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-__all__ = ["list_offsets_exact", "changelog_gaps", "OffsetGap"]
+__all__ = ["OffsetGap", "changelog_gaps", "list_offsets_exact", "repair_changelog_ends"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +62,8 @@ def list_offsets_exact(bootstrap: str) -> bool:
         exact = end == 3
         if not exact:
             log.warning("broker at %s reports end offset %d after one batch of 3 records: "
-                        "ListOffsets is off by batch; sending each record as its own batch",
+                        "its ListOffsets is off by a batch (tansu); Vigil ends every changelog "
+                        "write with a one-record batch and checks changelogs at start-up",
                         bootstrap, end)
         return exact
     finally:
@@ -97,4 +103,33 @@ def changelog_gaps(bootstrap: str, topics: list[str], timeout_ms: int = 1500) ->
                 gaps.append(OffsetGap(tp.topic, tp.partition, reported[tp], true_end))
         return gaps
     finally:
+        consumer.close()
+
+
+def repair_changelog_ends(bootstrap: str, gaps: list[OffsetGap]) -> None:
+    """Append each gap's last record again, alone in its batch (see the module docstring)."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="vigil-changelog-repair",
+                             enable_auto_commit=False, group_id=None)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
+                             client_id="vigil-changelog-repair")
+    try:
+        for gap in gaps:
+            tp = TopicPartition(gap.topic, gap.partition)
+            consumer.assign([tp])
+            consumer.seek(tp, gap.true_end - 1)
+            last = None
+            for _ in range(20):
+                recs = consumer.poll(timeout_ms=250).get(tp, [])
+                if recs:
+                    last = recs[-1]
+                    break
+            if last is None:
+                raise RuntimeError(f"cannot read the last record of {gap}")
+            producer.send(gap.topic, key=last.key, value=last.value, partition=gap.partition)
+            producer.flush()  # alone in its request, hence alone in its batch
+            log.warning("repaired %s by re-appending its last record as a one-record batch", gap)
+    finally:
+        producer.close()
         consumer.close()

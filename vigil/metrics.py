@@ -22,6 +22,10 @@ class Metrics:
         r = self.registry
         self.info = Info("vigil_worker", "Version, scorers and broker of this worker.", registry=r)
         self.up = Gauge("vigil_worker_up", "1 while the vitals agent is consuming.", registry=r)
+        self.broker_offsets_exact = Gauge(
+            "vigil_broker_list_offsets_exact",
+            "0 when the broker's ListOffsets(latest) lags multi-record batches (tansu).",
+            registry=r)
         self.records = Counter(
             "vigil_vitals_records_total",
             "Vitals records consumed, by outcome (accepted, partial, rejected, redelivered).",
@@ -56,6 +60,10 @@ class Metrics:
             "From the clinical event time to the alert being published (live feeds; a replay "
             "of old data shows its replay delay here).",
             buckets=_LATENCY_BUCKETS + (300, 3600), registry=r)
+        self.gap_records = Counter(
+            "vigil_gap_records_total",
+            "Vitals records faust acked without delivering, fetched and processed by Vigil.",
+            registry=r)
         self.errors = Counter("vigil_processing_errors_total",
                               "Batches that failed outside per-record validation.", ["stage"],
                               registry=r)

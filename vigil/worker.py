@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from vigil.broker import wait_for_broker
-from vigil.broker_checks import changelog_gaps, list_offsets_exact
+from vigil.broker_checks import changelog_gaps, list_offsets_exact, repair_changelog_ends
 from vigil.metrics import Metrics
 from vigil.settings import VigilSettings
 from vigil.stream.agents import Wiring, wire
@@ -25,18 +25,25 @@ def prepare_worker(settings: VigilSettings) -> Wiring:
     wait_for_broker(settings.bootstrap_servers, timeout_s=30)
     ensure_topics(settings)
     exact = list_offsets_exact(settings.bootstrap_servers)
-    gaps = changelog_gaps(settings.bootstrap_servers, [changelog_topic(settings)])
+    topics = [changelog_topic(settings)]
+    gaps = changelog_gaps(settings.bootstrap_servers, topics)
+    if gaps:
+        log.warning("changelog ends behind the log: %s", "; ".join(map(str, gaps)))
+        repair_changelog_ends(settings.bootstrap_servers, gaps)
+        gaps = changelog_gaps(settings.bootstrap_servers, topics)
     if gaps:
         raise StateIntegrityError(
             "refusing to start: the patients table changelog cannot be recovered exactly.\n  "
             + "\n  ".join(str(g) for g in gaps)
-            + "\nThe broker's ListOffsets answer (which faust uses to end table recovery) is "
-            "behind the log: records were written in multi-record batches to a broker with "
-            "tansu's ListOffsets bug. Recovering would silently drop the newest patient state. "
+            + "\nThe broker's ListOffsets answer (which faust uses to end table recovery) stays "
+            "behind the log even after re-appending the last record (tansu's ListOffsets bug). "
+            "Recovering would silently drop the newest patient state. "
             f"Start from a clean state (a new VIGIL_APP_ID, or delete topic "
             f"{changelog_topic(settings)}) and re-replay, or use Apache Kafka (VIGIL_KAFKA_URL).")
-    app = build_app(settings, single_record_batches=not exact)
-    return wire(app, settings, build_processor(settings), Metrics())
+    metrics = Metrics()
+    wiring = wire(build_app(settings), settings, build_processor(settings), metrics)
+    metrics.broker_offsets_exact.set(1 if exact else 0)
+    return wiring
 
 
 def run_worker(settings: VigilSettings) -> None:
