@@ -10,6 +10,7 @@ import faust
 from vigil.alerts.policy import Policy
 from vigil.models.clinical import News2Scorer, QsofaScorer
 from vigil.settings import VigilSettings
+from vigil.stream import transport
 from vigil.stream.features import FeatureSpec
 from vigil.stream.processor import Processor
 from vigil.stream.windows import WindowSpec
@@ -33,18 +34,19 @@ def build_processor(settings: VigilSettings) -> Processor:
     )
 
 
-def build_app(settings: VigilSettings, *, single_record_batches: bool) -> faust.App:
-    """The faust app. ``single_record_batches`` is the tansu ListOffsets workaround."""
+def build_app(settings: VigilSettings) -> faust.App:
+    """The faust app: consumer group, tables and web server (outputs and the changelog are
+    written by :class:`~vigil.stream.publisher.OutputPublisher`)."""
     # aiokafka and faust build DEBUG log records on every send unless told otherwise:
     # ~14% of a worker's CPU in a profile. Vigil's own loggers keep the chosen level.
     for name in ("aiokafka", "faust", "mode"):
         logging.getLogger(name).setLevel(logging.INFO)
-    extra = {"producer_max_batch_size": 1} if single_record_batches else {}
     datadir = Path(settings.data_dir) / f"{settings.app_id}-{settings.web_port}"
     datadir.mkdir(parents=True, exist_ok=True)
+    transport.configure(settings.fetch_max_wait_ms)
     return faust.App(
         settings.app_id,
-        broker=[f"kafka://{h}" for h in settings.bootstrap_servers.split(",")],
+        broker=[f"{transport.SCHEME}://{h}" for h in settings.bootstrap_servers.split(",")],
         store="memory://",
         topic_partitions=settings.partitions,
         topic_disable_leader=True,
@@ -57,5 +59,4 @@ def build_app(settings: VigilSettings, *, single_record_batches: bool) -> faust.
         web_host=settings.web_host,
         datadir=str(datadir),
         stream_wait_empty=True,
-        **extra,
     )

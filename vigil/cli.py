@@ -66,17 +66,21 @@ def worker(web_port: Annotated[int | None, typer.Option(help="Port of /metrics a
 
 @app.command()
 def replay(
-    path: Annotated[Path, typer.Argument(help="PhysioNet 2019/2012 folder or .tar.gz archive.")],
+    path: Annotated[Path | None, typer.Argument(help="PhysioNet 2019/2012 folder or .tar.gz archive (default: the shipped sample).")] = None,
     speed: Annotated[float, typer.Option(help="Event-time seconds per wall second; 0 = as fast as possible.")] = 3600.0,
     patients: Annotated[int | None, typer.Option(help="Replay at most this many patients.")] = None,
     stagger_hours: Annotated[float, typer.Option(help="Spread admissions over this many hours.")] = 24.0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Stream recorded ICU data into the vitals topic in event-time order (labels too)."""
+    from vigil.sample import sample_path
     from vigil.stream.replay.replayer import replay_path
+    from vigil.stream.topics import ensure_topics
 
     _logging("warning")
-    stats = replay_path(_settings(), path, speed=speed, limit=patients,
+    s = _settings()
+    ensure_topics(s)
+    stats = replay_path(s, path or sample_path(), speed=speed, limit=patients,
                         stagger_hours=stagger_hours, progress=progress)
     typer.echo(json.dumps(stats.as_dict()))
 

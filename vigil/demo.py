@@ -15,6 +15,7 @@ import time
 from collections import Counter, deque
 from pathlib import Path
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -70,17 +71,19 @@ class _Board:
             ("deterioration alerts ", "bold"), f"{raised['deterioration']}\n",
             (f"metrics: {', '.join(self.metrics_urls)}   Ctrl-C stops everything", "dim"),
         )
-        t = Table(expand=True, show_lines=False, header_style="bold")
-        for col, kw in (("event time", {}), ("bed", {}), ("patient", {}), ("alert", {}),
-                        ("severity", {}), ("state", {}), ("risk", {"justify": "right"}),
-                        ("why", {"ratio": 1})):
-            t.add_column(col, **kw)
+        t = Table(expand=True, box=box.SIMPLE_HEAD, padding=(0, 1), header_style="bold")
+        t.add_column("event time", no_wrap=True)
+        t.add_column("bed", no_wrap=True)
+        t.add_column("alert", no_wrap=True)
+        t.add_column("risk", justify="right", no_wrap=True)
+        t.add_column("why", ratio=1, min_width=24)
         with self.lock:
             rows = list(self.recent)
         for a in rows:
-            t.add_row(a.event_time.strftime("%m-%d %H:%M"), a.bed or "-", a.patient[:11],
-                      a.kind, Text(a.severity, style=_STYLE.get(a.severity, "")),
-                      _STATE[a.state], f"{a.risk:.2f}", a.summary)
+            alert = Text.assemble((f"{a.kind} ", "bold"), (a.severity, _STYLE.get(a.severity, "")),
+                                  f" {_STATE[a.state]}")
+            t.add_row(a.event_time.strftime("%m-%d %H:%M"), a.bed or a.patient[:11], alert,
+                      f"{a.risk:.2f}", a.summary)
         return Group(head, t)
 
 
@@ -124,9 +127,9 @@ def run_demo(settings: VigilSettings, *, data: Path | None = None, limit: int | 
         for p in procs:
             p.wait_ready()
         produced = [0]
-        board = _Board(console, None, produced, [f"{p.url}/metrics" for p in procs])  # type: ignore[arg-type]
-        collector = OutputCollector(settings, on_alert=board.on_alert)
-        board.collector = collector
+        collector = OutputCollector(settings)
+        board = _Board(console, collector, produced, [f"{p.url}/metrics" for p in procs])
+        collector.on_alert = board.on_alert
         collector.start()
         timeline = Timeline(stays, settings.pseudonym_key.get_secret_value(),
                             now_ms=int(time.time() * 1000))
@@ -135,17 +138,15 @@ def run_demo(settings: VigilSettings, *, data: Path | None = None, limit: int | 
 
         def _replay() -> None:
             try:
-                stats_box.append(replay_timeline(settings, timeline, speed=speed,
-                                                 progress=False, stop=stop.is_set))
+                stats_box.append(replay_timeline(
+                    settings, timeline, speed=speed, progress=False, stop=stop.is_set,
+                    on_vitals=lambda n: produced.__setitem__(0, n)))
             except BaseException as exc:  # surfaced in the main thread
                 errors.append(exc)
 
-        counter = threading.Thread(target=_count_produced, args=(timeline, produced, speed, stop),
-                                   daemon=True)
         started = time.perf_counter()
         replayer = threading.Thread(target=_replay, name="vigil-replay", daemon=True)
         replayer.start()
-        counter.start()
         done_at: float | None = None
         live = Live(board, console=console, refresh_per_second=4,
                     transient=False) if console.is_terminal else None
@@ -200,22 +201,3 @@ def run_demo(settings: VigilSettings, *, data: Path | None = None, limit: int | 
         if broker is not None:
             broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _count_produced(timeline: Timeline, produced: list[int], speed: float,
-                    stop: threading.Event) -> None:
-    """Estimate records replayed so far while the replay runs (exact once it returns)."""
-    if speed <= 0:
-        return
-    t0 = time.perf_counter()
-    times = sorted(r.at_ms for r in timeline if r.topic == "vitals")
-    if not times:
-        return
-    first = times[0]
-    i = 0
-    while not stop.is_set() and i < len(times):
-        elapsed_ms = (time.perf_counter() - t0) * 1000 * speed
-        while i < len(times) and times[i] - first <= elapsed_ms:
-            i += 1
-        produced[0] = max(produced[0], i)
-        time.sleep(0.25)

@@ -116,8 +116,9 @@ class OutputCollector:
     dlq_observation_ids: set[str] = field(default_factory=set)
     alerts: dict[str, AlertEvent] = field(default_factory=dict)  # event_id -> event
     duplicates: int = 0
-    score_latency_ms: list[float] = field(default_factory=list)  # vitals in Kafka -> published
-    alert_latency_ms: list[float] = field(default_factory=list)
+    # (Kafka timestamp of the vitals record, ms until its score / alert was published)
+    score_latency_ms: list[tuple[int, float]] = field(default_factory=list)
+    alert_latency_ms: list[tuple[int, float]] = field(default_factory=list)
     first_output_ms: int | None = None
     last_output_ms: int | None = None
 
@@ -186,7 +187,8 @@ class OutputCollector:
                     return
                 self.score_ids.add(score.score_id)
                 if score.ingested_at is not None:
-                    self.score_latency_ms.append(ts_ms - score.ingested_at.timestamp() * 1000)
+                    ingested = int(score.ingested_at.timestamp() * 1000)
+                    self.score_latency_ms.append((ingested, ts_ms - ingested))
             elif topic == s.topic_dlq:
                 d = DLQ_DECODER.decode(value)
                 ids = self.dlq_record_ids if d.scope == "record" else self.dlq_observation_ids
@@ -200,6 +202,7 @@ class OutputCollector:
                     return
                 self.alerts[a.event_id] = a
                 if a.ingested_at is not None:
-                    self.alert_latency_ms.append(ts_ms - a.ingested_at.timestamp() * 1000)
+                    ingested = int(a.ingested_at.timestamp() * 1000)
+                    self.alert_latency_ms.append((ingested, ts_ms - ingested))
         if topic == s.topic_alerts and self.on_alert is not None:
             self.on_alert(a)

@@ -49,8 +49,12 @@ class VigilSettings(BaseSettings):
         gt=0,
         description="Consumer group session timeout. A group join waits half of it on tansu.",
     )
+    fetch_max_wait_ms: int = Field(
+        default=50, ge=1, le=5000,
+        description="How long a worker's fetch may wait for records (tansu holds it that long).",
+    )
     batch_max_records: int = Field(default=256, ge=1)
-    batch_within_s: float = Field(default=0.05, gt=0)
+    batch_within_s: float = Field(default=0.02, gt=0)
     score_batch_size: int = Field(
         default=64, ge=1, description="Fixed shape of every scorer call (rows are padded)."
     )

@@ -41,7 +41,8 @@ def replay_stays(settings: VigilSettings, stays: list[Stay], *, stagger_hours: f
 
 def replay_timeline(settings: VigilSettings, timeline: Timeline, *, speed: float = 0.0,
                     progress: bool = True, include_labels: bool = True,
-                    stop: Callable[[], bool] | None = None) -> ReplayStats:
+                    stop: Callable[[], bool] | None = None,
+                    on_vitals: Callable[[int], None] | None = None) -> ReplayStats:
     """Send every record of ``timeline`` in event-time order; ``speed`` 0 means no pacing.
 
     Each record is keyed by the patient's pseudonym, so all of a patient's records share a
@@ -80,6 +81,8 @@ def replay_timeline(settings: VigilSettings, timeline: Timeline, *, speed: float
             if rec.topic == "vitals":
                 stats.vitals += 1
                 stats.observations += rec.value.count(b'"code"')
+                if on_vitals is not None:
+                    on_vitals(stats.vitals)
             else:
                 stats.labels += 1
             if bar is not None and i % 200 == 0:
