@@ -65,6 +65,7 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
     async def _stop_publisher(sender: object, **kwargs: object) -> None:
         await publisher.stop()
         await gaps.stop()
+
     table = app.Table("patients", default=None, partitions=settings.partitions,
                       key_type=bytes, value_type=bytes,
                       help="Per-patient windows, dedupe ids and alert lifecycle (msgpack).")
@@ -133,6 +134,7 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
     @app.agent(vitals, name="vitals")
     async def vitals_agent(stream: faust.StreamT) -> None:
         await publisher.start()
+
         def failed(exc: BaseException) -> None:
             # Per-record problems are dead-lettered inside the processor; what gets here
             # (the broker refusing our outputs, a bug) would otherwise let faust commit a

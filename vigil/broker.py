@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedBroker", "BrokerError", "wait_for_broker", "free_port", "tansu_binary"]
+__all__ = ["BrokerError", "EmbeddedBroker", "die_with_parent", "free_port", "tansu_binary", "wait_for_broker"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class EmbeddedBroker:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         if out is not subprocess.DEVNULL:
             out.close()
         deadline = time.monotonic() + timeout_s
@@ -122,8 +122,8 @@ class EmbeddedBroker:
         self.stop()
 
 
-def _die_with_parent() -> None:
-    """Linux: the broker gets SIGTERM when Vigil dies, even by SIGKILL (no orphan brokers)."""
+def die_with_parent() -> None:
+    """Linux: a child gets SIGTERM when its parent dies, even by SIGKILL (no orphans)."""
     try:
         import ctypes
 

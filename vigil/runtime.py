@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vigil.broker import die_with_parent
 from vigil.settings import VigilSettings
 from vigil.stream.records import ALERT_DECODER, DLQ_DECODER, SCORE_DECODER, AlertEvent
 
@@ -59,7 +60,8 @@ class WorkerProcess:
         env.update(self.extra_env)
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen([sys.executable, "-m", "vigil", "worker"], env=env,
-                                     stdout=out, stderr=subprocess.STDOUT)
+                                     stdout=out, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         if out is not subprocess.DEVNULL:
             out.close()
         return self
