@@ -19,7 +19,7 @@ import msgspec
 from vigil.stream.codes import CODES, UnknownUnit
 from vigil.stream.records import VITALS_DECODER, Rejection, VitalsRecord
 
-__all__ = ["Accepted", "Refused", "validate", "record_id_of"]
+__all__ = ["Accepted", "Refused", "check", "record_id_of", "validate"]
 
 
 @dataclass(slots=True)
@@ -72,7 +72,11 @@ def validate(payload: bytes, now_ms: int, max_clock_skew_ms: int) -> Accepted | 
         return Refused([Rejection("schema", str(exc))])
     except msgspec.DecodeError as exc:
         return Refused([Rejection("malformed_json", str(exc))])
+    return check(record, now_ms, max_clock_skew_ms)
 
+
+def check(record: VitalsRecord, now_ms: int, max_clock_skew_ms: int) -> Accepted | Refused:
+    """Every rule after decoding; evaluation calls it on records it never serialised."""
     event_ms = int(record.event_time.timestamp() * 1000)
     if event_ms > now_ms + max_clock_skew_ms:
         ahead_s = (event_ms - now_ms) / 1000

@@ -51,11 +51,12 @@ class Timeline:
                  stagger_hours: float = 24.0, beds_per_unit: int = 24) -> None:
         self.stays = stays
         self.key = pseudonym_key
-        self.admit_ms = [_stagger_ms(s, stagger_hours) for s in stays]
-        last = max((a + int(s.end_hours * HOUR_MS) for a, s in zip(self.admit_ms, stays)),
+        self.admit_offsets_ms = [_stagger_ms(s, stagger_hours) for s in stays]
+        last = max((a + int(s.end_hours * HOUR_MS) for a, s in zip(self.admit_offsets_ms, stays)),
                    default=0)
         last_label = max((a + int(lb.known_hours * HOUR_MS)
-                          for a, s in zip(self.admit_ms, stays) for lb in s.labels), default=0)
+                          for a, s in zip(self.admit_offsets_ms, stays) for lb in s.labels),
+                         default=0)
         self.anchor_ms = now_ms - max(last, last_label)
         self.beds: list[str] = []
         used: dict[str, int] = {}
@@ -74,9 +75,14 @@ class Timeline:
     def n_labels(self) -> int:
         return sum(len(s.labels) for s in self.stays)
 
-    def _records(self, i: int) -> Iterator[TimedRecord]:
+    def admit_ms(self, i: int) -> int:
+        """Event time (epoch ms) of stay ``i``'s ICU admission on this timeline."""
+        return self.anchor_ms + self.admit_offsets_ms[i]
+
+    def vitals_of(self, i: int) -> list[tuple[int, VitalsRecord]]:
+        """Stay ``i``'s vitals records with their event times, as the stream receives them."""
         stay = self.stays[i]
-        admit = self.anchor_ms + self.admit_ms[i]
+        admit = self.admit_ms(i)
         patient = self.patient_key(stay)
         info = PatientInfo(
             age_years=stay.age_years,
@@ -86,10 +92,10 @@ class Timeline:
                                  if stay.hospital_admit_hours is not None else None),
         )
         source = f"{stay.dataset}-replay"
-        out: list[TimedRecord] = []
+        out: list[tuple[int, VitalsRecord]] = []
         for m in stay.measurements:
             t = admit + int(round(m.hours * HOUR_MS))
-            rec = VitalsRecord(
+            out.append((t, VitalsRecord(
                 patient=patient,
                 event_time=_dt(t),
                 observations=[Observation(c, float(v), u, meth) for c, v, u, meth in m.observations],
@@ -98,8 +104,15 @@ class Timeline:
                 bed=self.beds[i],
                 source=source,
                 patient_info=info,
-            )
-            out.append(TimedRecord(t, "vitals", patient, encode(rec)))
+            )))
+        return out
+
+    def _records(self, i: int) -> Iterator[TimedRecord]:
+        stay = self.stays[i]
+        admit = self.admit_ms(i)
+        patient = self.patient_key(stay)
+        source = f"{stay.dataset}-replay"
+        out = [TimedRecord(t, "vitals", patient, encode(rec)) for t, rec in self.vitals_of(i)]
         for lb in stay.labels:
             known = admit + int(round(lb.known_hours * HOUR_MS))
             rec = LabelRecord(patient=patient, kind=lb.kind,  # type: ignore[arg-type]
