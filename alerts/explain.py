@@ -77,7 +77,9 @@ def headline(scorer: str, risk: float, details: dict[str, float]) -> str:
         return f"NEWS2 {details['news2']:.0f}"
     if scorer == "qsofa":
         return f"qSOFA {details['qsofa']:.0f}/3"
-    return f"risk {risk:.2f}"
+    if "qsofa" in details and details["qsofa"] == details["qsofa"]:  # not NaN
+        return f"risk {risk:.0%} (qSOFA {details['qsofa']:.0f}/3)"
+    return f"risk {risk:.0%}"
 
 
 def summary(scorer: str, risk: float, details: dict[str, float], found: list[Driver]) -> str:

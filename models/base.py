@@ -22,16 +22,19 @@ Target = Literal["sepsis", "deterioration"]
 class Assessment:
     """Risks for a batch, with what drove each of them.
 
-    ``contributions[i, j]`` is feature j's share of row i's risk (risk units; signed),
+    ``contributions[i, j]`` is feature j's share of row i's risk (risk units; signed), or
+    None when the scorer computes them only on request (:meth:`Scorer.attribute`: the
+    model's gradients cost more than its risks, and only alerting rows need them);
     ``details`` holds named per-row numbers such as a clinical score's components.
     """
 
     risk: np.ndarray
-    contributions: np.ndarray
+    contributions: np.ndarray | None
     details: dict[str, np.ndarray] = field(default_factory=dict)
 
     def rows(self, sl: slice) -> Assessment:
-        return Assessment(self.risk[sl], self.contributions[sl],
+        return Assessment(self.risk[sl],
+                          None if self.contributions is None else self.contributions[sl],
                           {k: v[sl] for k, v in self.details.items()})
 
 
@@ -46,6 +49,10 @@ class Scorer(Protocol):
     floor_flag: str | None
 
     def score_batch(self, X: np.ndarray) -> Assessment: ...
+
+    def attribute(self, X: np.ndarray) -> np.ndarray:
+        """Per-feature contributions (rows, features) for the rows an alert must explain."""
+        ...
 
 
 def padded_chunks(X: np.ndarray, batch_size: int) -> list[tuple[np.ndarray, int]]:
@@ -74,7 +81,7 @@ def score_chunks(scorer: Scorer, chunks: list[tuple[np.ndarray, int]], n_feature
     keys = parts[0].details.keys()
     return Assessment(
         np.concatenate([p.risk for p in parts]),
-        np.vstack([p.contributions for p in parts]),
+        None if parts[0].contributions is None else np.vstack([p.contributions for p in parts]),
         {k: np.concatenate([p.details[k] for p in parts]) for k in keys},
     )
 

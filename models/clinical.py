@@ -249,6 +249,9 @@ class News2Scorer:
             contrib[:, self.inputs.col(feat)] = np.nan_to_num(d[f"news2_{comp}"]) / NEWS2_MAX
         return Assessment(d["news2"] / NEWS2_MAX, contrib, d)
 
+    def attribute(self, X: np.ndarray) -> np.ndarray:
+        return self.score_batch(X).contributions  # type: ignore[return-value]
+
 
 class QsofaScorer:
     """Interim sepsis risk from qSOFA: ``risk = qSOFA / 3``; alert at >= 2 (Sepsis-3 prompt)."""
@@ -268,3 +271,6 @@ class QsofaScorer:
         for comp, feat in _QSOFA_FEATURE.items():
             contrib[:, self.inputs.col(feat)] += np.nan_to_num(d[f"qsofa_{comp}"]) / 3
         return Assessment(d["qsofa"] / 3, contrib, d)
+
+    def attribute(self, X: np.ndarray) -> np.ndarray:
+        return self.score_batch(X).contributions  # type: ignore[return-value]

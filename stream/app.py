@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from importlib.resources import files
 from pathlib import Path
 
 import faust
 
 from vigil.alerts.policy import Policy
+from vigil.models.base import Scorer
 from vigil.models.clinical import News2Scorer, QsofaScorer
 from vigil.settings import VigilSettings
 from vigil.stream import transport
@@ -15,13 +17,13 @@ from vigil.stream.features import FeatureSpec
 from vigil.stream.processor import Processor
 from vigil.stream.windows import WindowSpec
 
-__all__ = ["build_app", "build_processor"]
+__all__ = ["build_app", "build_processor", "sepsis_scorer", "shipped_model"]
 
 
 def build_processor(settings: VigilSettings) -> Processor:
     windows = WindowSpec.from_seconds(settings.window_lengths_s, settings.allowed_lateness_s)
     names = FeatureSpec(windows).names
-    scorers = [QsofaScorer(names), News2Scorer(names)]
+    scorers = [sepsis_scorer(settings, names), News2Scorer(names)]
     overrides = {"sepsis": settings.sepsis_levels, "deterioration": settings.deterioration_levels}
     policies = {s.target: Policy.for_scorer(s, overrides[s.target]) for s in scorers}
     return Processor(
@@ -32,6 +34,20 @@ def build_processor(settings: VigilSettings) -> Processor:
         max_clock_skew_ms=settings.max_clock_skew_s * 1000,
         clear_after_ms=settings.alert_clear_after_s * 1000,
     )
+
+
+def sepsis_scorer(settings: VigilSettings, names: tuple[str, ...]) -> Scorer:
+    """The deployed sepsis scorer: the trained hybrid quantum model unless told otherwise."""
+    if settings.sepsis_scorer == "qsofa":
+        return QsofaScorer(names)
+    from vigil.models.hybrid_scorer import HybridScorer
+
+    path = Path(settings.sepsis_model_path) if settings.sepsis_model_path else shipped_model()
+    return HybridScorer.load(path, names, settings.window_lengths_s, settings.allowed_lateness_s)
+
+
+def shipped_model() -> Path:
+    return Path(str(files("vigil") / "artifacts" / "sepsis-hybrid-qnn"))
 
 
 def build_app(settings: VigilSettings) -> faust.App:

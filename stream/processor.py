@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import msgspec
 import numpy as np
 
 from vigil.alerts import explain
@@ -109,6 +110,22 @@ class Processor:
         self.max_clock_skew_ms = max_clock_skew_ms
         self.clear_after_ms = clear_after_ms
 
+    def warm_up(self) -> float:
+        """Run every scorer once at the stream's batch shape; returns the seconds it took.
+
+        A jitted model compiles on its first call (seconds for the circuit): doing that at
+        start-up keeps it out of the first alert's latency, and /health turns ready only
+        after it.
+        """
+        import time
+
+        started = time.perf_counter()
+        blank = np.full((self.score_batch_size, len(self.features.names)), np.nan)
+        for scorer in self.scorers.values():
+            scorer.score_batch(blank)
+            scorer.attribute(blank)
+        return time.perf_counter() - started
+
     # ------------------------------------------------------------------------------------
     def process(self, batch: list[InRecord], get_state: Callable[[str], PatientState | None],
                 now_ms: int) -> BatchResult:
@@ -188,18 +205,16 @@ class Processor:
                     "internal_error", f"scoring failed: {_short(exc)}")], row.patient, now_ms)
             return
         details = {k: v for a in assessed.values() for k, v in a.details.items()}
-        names = self.features.names
-        published = _ms_to_dt(now_ms)
         res.scored_rows += len(rows)
+        pending: list[tuple[int, str, str, float, AlertTrack]] = []  # alerts to explain
         for i, row in enumerate(rows):
             acc = row.acc
             state = res.states[row.patient][1]
-            event_time = _ms_to_dt(acc.event_ms)
             clinical = {k: _num(details[k][i]) for k in CLINICAL_KEYS if k in details}
-            score = ScoreRecord(
+            res.scores.append((row.patient, ScoreRecord(
                 score_id=_digest(row.patient, acc.record_id),
                 patient=row.patient,
-                event_time=event_time,
+                event_time=_ms_to_dt(acc.event_ms),
                 record_id=acc.record_id,
                 risks={k: float(a.risk[i]) for k, a in assessed.items()},
                 scorers={k: s.name for k, s in self.scorers.items()},
@@ -207,8 +222,7 @@ class Processor:
                 unit=state.unit,
                 bed=state.bed,
                 ingested_at=_ms_to_dt(row.rec.timestamp_ms),
-            )
-            res.scores.append((row.patient, score))
+            )))
             res.ingest_lag_s.append(max(0.0, (now_ms - row.rec.timestamp_ms) / 1000))
             for kind, a in assessed.items():
                 policy = self.policies[kind]
@@ -217,35 +231,62 @@ class Processor:
                 severity = policy.severity(risk, flag)
                 track = state.alerts.setdefault(kind, AlertTrack())
                 transition = step(track, severity, acc.event_ms, self.clear_after_ms)
-                if transition is None:
-                    continue
-                scorer = self.scorers[kind]
-                row_details = {k: float(v[i]) for k, v in details.items()}
-                found = explain.drivers(names, X[i], a.contributions[i])
-                aid = alert_id(row.patient, kind, track.episode_start_ms)
-                res.alerts.append((row.patient, AlertEvent(
-                    alert_id=aid,
-                    event_id=f"{aid}:{transition}:{acc.event_ms}",
-                    patient=row.patient,
-                    kind=kind,
-                    severity=track.severity or "medium",
-                    state=transition,
-                    risk=risk,
-                    threshold=policy.threshold_for(track.severity),
-                    reasons=found,
-                    summary=(explain.summary(scorer.name, risk, row_details, found)
-                             if transition != "resolved" else
-                             explain.resolved(scorer.name, risk, row_details,
-                                              self.clear_after_ms)),
-                    scorer=scorer.name,
-                    event_time=event_time,
-                    published_at=published,
-                    episode_start=_ms_to_dt(track.episode_start_ms),
-                    record_id=acc.record_id,
-                    unit=state.unit,
-                    bed=state.bed,
-                    ingested_at=_ms_to_dt(row.rec.timestamp_ms),
-                )))
+                if transition is not None:  # a snapshot: later rows may move the track on
+                    pending.append((i, kind, transition, risk, msgspec.structs.replace(track)))
+        if pending:
+            self._alerts(rows, X, assessed, details, pending, res, now_ms)
+
+    def _alerts(self, rows: list[_Row], X: np.ndarray, assessed: dict[str, Assessment],
+                details: dict[str, np.ndarray], pending: list, res: BatchResult,
+                now_ms: int) -> None:
+        """Alert events for a batch's transitions, explained by their drivers.
+
+        Only these rows need attributions; for a model they cost a gradient, so they are
+        computed here, per alert kind, in fixed-shape padded chunks.
+        """
+        names = self.features.names
+        contributions: dict[tuple[int, str], np.ndarray] = {}
+        for kind in {k for _, k, _, _, _ in pending}:
+            idx = sorted({i for i, k, _, _, _ in pending if k == kind})
+            a = assessed[kind]
+            if a.contributions is not None:
+                block = a.contributions[idx]
+            else:
+                block = np.vstack([self.scorers[kind].attribute(chunk)[:m]
+                                   for chunk, m in padded_chunks(X[idx], self.score_batch_size)])
+            contributions.update({(i, kind): block[j] for j, i in enumerate(idx)})
+        published = _ms_to_dt(now_ms)
+        for i, kind, transition, risk, track in pending:
+            row = rows[i]
+            acc = row.acc
+            state = res.states[row.patient][1]
+            policy = self.policies[kind]
+            scorer = self.scorers[kind]
+            row_details = {k: float(v[i]) for k, v in details.items()}
+            found = explain.drivers(names, X[i], contributions[(i, kind)])
+            aid = alert_id(row.patient, kind, track.episode_start_ms)
+            res.alerts.append((row.patient, AlertEvent(
+                alert_id=aid,
+                event_id=f"{aid}:{transition}:{acc.event_ms}",
+                patient=row.patient,
+                kind=kind,  # type: ignore[arg-type]
+                severity=track.severity or "medium",  # type: ignore[arg-type]
+                state=transition,  # type: ignore[arg-type]
+                risk=risk,
+                threshold=policy.threshold_for(track.severity),
+                reasons=found,
+                summary=(explain.summary(scorer.name, risk, row_details, found)
+                         if transition != "resolved" else
+                         explain.resolved(scorer.name, risk, row_details, self.clear_after_ms)),
+                scorer=scorer.name,
+                event_time=_ms_to_dt(acc.event_ms),
+                published_at=published,
+                episode_start=_ms_to_dt(track.episode_start_ms),
+                record_id=acc.record_id,
+                unit=state.unit,
+                bed=state.bed,
+                ingested_at=_ms_to_dt(row.rec.timestamp_ms),
+            )))
 
     def _dead(self, res: BatchResult, rec: InRecord, scope: str, rejections: list[Rejection],
               patient: str | None, now_ms: int) -> None:

@@ -39,6 +39,9 @@ def broker_settings(broker: EmbeddedBroker, tmp_path: Path) -> VigilSettings:
         partitions=3,
         data_dir=str(tmp_path / "state"),
         web_port=free_port(),
+        # The pipeline tests pin the published qSOFA rule, whose alerts on the fixture
+        # patients are known; the trained model's path has its own test (test_model_path).
+        sepsis_scorer="qsofa",
     )
 
 

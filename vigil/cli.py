@@ -103,6 +103,48 @@ def demo(
         typer.echo(json.dumps(summary))
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="PhysioNet 2019 folder or .tar.gz (training set A).")],
+    out: Annotated[Path, typer.Option(help="Artifact directory to write.")] = Path("artifacts/sepsis-hybrid-qnn"),
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation utility).")] = 6,
+    patients: Annotated[int | None, typer.Option(help="Use only the first N patients (quick runs).")] = None,
+    seed: Annotated[int, typer.Option(help="Split and initialisation seed.")] = 42,
+    comparators: Annotated[bool, typer.Option(help="Also train the classical ablation and LightGBM.")] = True,
+) -> None:
+    """Train the hybrid quantum sepsis model (and its comparators); write a versioned artifact."""
+    from vigil.evaluation.training import run_training
+    from vigil.models.train import TrainConfig
+
+    _logging("warning")
+    report = run_training(data, out, _settings(), config=TrainConfig(epochs=epochs, seed=seed),
+                          limit=patients, with_comparators=comparators)
+    summary = {name: {k: m[k] for k in ("test_auroc", "test_auprc") if k in m}
+               for name, m in report["models"].items()}
+    typer.echo(json.dumps({"artifact": report["artifact"], "models": summary,
+                           "seconds": report["seconds"]}))
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="PhysioNet 2019 folder or .tar.gz.")],
+    out: Annotated[Path, typer.Option(help="Where metrics.json and the PNG plots go.")] = Path("evaluation"),
+    model: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one).")] = None,
+    patients: Annotated[int | None, typer.Option(help="Only the first N patients.")] = None,
+    exclude_training: Annotated[bool, typer.Option(help="Leave out the artifact's training patients.")] = False,
+) -> None:
+    """Score every patient with every sepsis scorer, causally, and report and plot the results."""
+    from vigil.evaluation.run import evaluate_sepsis
+    from vigil.stream.app import shipped_model
+
+    _logging("warning")
+    report = evaluate_sepsis(data, out, _settings(), model or shipped_model(), limit=patients,
+                             exclude_training=exclude_training)
+    typer.echo(json.dumps({"deployed": report["deployed"], "patients": report["patients"],
+                           "scorers": report["scorers"], "seconds": report["seconds"]},
+                          default=float))
+
+
 @app.command("settings")
 def show_settings() -> None:
     """Print the resolved settings (secrets masked)."""

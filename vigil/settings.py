@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from functools import cached_property
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,14 @@ class VigilSettings(BaseSettings):
     max_clock_skew_s: int = Field(
         default=300, ge=0, description="Events further than this in the future go to the DLQ."
     )
+
+    # --- scoring ------------------------------------------------------------------------
+    sepsis_scorer: Literal["model", "qsofa"] = Field(
+        default="model",
+        description="model: the trained hybrid quantum artifact; qsofa: the clinical score.",
+    )
+    sepsis_model_path: str | None = Field(
+        default=None, description="Artifact directory; unset: the artifact shipped with Vigil.")
 
     # --- alerting -----------------------------------------------------------------------
     sepsis_levels: tuple[tuple[float, str], ...] | None = Field(

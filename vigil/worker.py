@@ -41,7 +41,9 @@ def prepare_worker(settings: VigilSettings) -> Wiring:
             f"Start from a clean state (a new VIGIL_APP_ID, or delete topic "
             f"{changelog_topic(settings)}) and re-replay, or use Apache Kafka (VIGIL_KAFKA_URL).")
     metrics = Metrics()
-    wiring = wire(build_app(settings), settings, build_processor(settings), metrics)
+    processor = build_processor(settings)
+    log.info("scorers compiled in %.1f s", processor.warm_up())
+    wiring = wire(build_app(settings), settings, processor, metrics)
     metrics.broker_offsets_exact.set(1 if exact else 0)
     return wiring
 

@@ -1,0 +1,96 @@
+"""The evaluation's pictures: ROC, precision-recall, calibration, lead time, utility curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vigil.evaluation.metrics import best_threshold, pr_curve, roc_curve, warning_hours
+from vigil.models.utility import normalized_utility
+
+__all__ = ["write_plots"]
+
+
+def _plt():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(out: Path, y: np.ndarray, pat: np.ndarray, risks: dict, deployed: str) -> list[str]:
+    plt = _plt()
+    out = Path(out)
+    files: list[str] = []
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, (risk, _) in risks.items():
+        fpr, tpr, _ = roc_curve(y, risk)
+        ax.plot(fpr, tpr, lw=2 if name == deployed else 1, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate (hours)", ylabel="true positive rate (hours)",
+           title="ROC, hourly sepsis risk")
+    ax.legend(fontsize=8, loc="lower right")
+    files.append(_save(fig, out / "roc.png"))
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, (risk, _) in risks.items():
+        recall, precision = pr_curve(y, risk)
+        ax.plot(recall, precision, lw=2 if name == deployed else 1, label=name)
+    ax.axhline(y.mean(), color="k", ls=":", lw=0.8)
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, hourly", ylim=(0, 0.5))
+    ax.legend(fontsize=8, loc="upper right")
+    files.append(_save(fig, out / "precision_recall.png"))
+
+    risk, threshold = risks[deployed]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    bins = np.quantile(risk, np.linspace(0, 1, 11))
+    idx = np.clip(np.searchsorted(bins, risk, side="right") - 1, 0, 9)
+    pred = [risk[idx == b].mean() for b in range(10) if np.any(idx == b)]
+    obs = [y[idx == b].mean() for b in range(10) if np.any(idx == b)]
+    ax.plot(pred, obs, "o-", label=deployed)
+    lim = max(max(pred), max(obs)) * 1.1
+    ax.plot([0, lim], [0, lim], "k:", lw=0.8)
+    ax.set(xlabel="predicted risk (decile mean)", ylabel="observed positive hours",
+           title="Calibration (deciles of risk)")
+    ax.legend(fontsize=8)
+    files.append(_save(fig, out / "calibration.png"))
+
+    groups = np.split(np.arange(len(pat)), np.flatnonzero(np.diff(pat)) + 1)
+    leads = []
+    for g in groups:
+        lab = y[g]
+        if not lab.any():
+            continue
+        lead = warning_hours(lab, risk[g] >= threshold)
+        if lead is not None:
+            leads.append(lead)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(leads, bins=np.arange(-3, 26, 1), color="tab:blue")
+    ax.set(xlabel="hours of warning: first alert in the 24 h before onset",
+           ylabel="septic patients", title=f"Warning time, {deployed}")
+    files.append(_save(fig, out / "lead_time.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels_by = [y[g] for g in groups]
+    cands = np.quantile(risk, np.linspace(0.3, 0.995, 40))
+    us = [normalized_utility(labels_by, [risk[g] >= c for g in groups]) for c in cands]
+    ax.plot(cands, us, "-", label=deployed)
+    ax.axvline(threshold, color="tab:red", ls="--", lw=1, label="deployed threshold")
+    best, _ = best_threshold(y, risk, pat, candidates=cands)
+    ax.axvline(best, color="tab:green", ls=":", lw=1, label="best on this data")
+    ax.set(xlabel="risk threshold", ylabel="normalised utility", xscale="log",
+           title="PhysioNet 2019 utility vs threshold")
+    ax.legend(fontsize=8)
+    files.append(_save(fig, out / "utility_vs_threshold.png"))
+    return files
+
+
+def _save(fig, path: Path) -> str:  # type: ignore[no-untyped-def]
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path.name

@@ -1,0 +1,164 @@
+"""``vigil train``: the sepsis models on PhysioNet 2019, one split, one seed, one report.
+
+Patients (never rows) are split 80/20 into training and held-out test, stratified by
+whether they become septic (seed 42); the training patients are split again 80/20 into
+fit and validation (seed 43). Every model sees the same rows and features:
+
+* the hybrid quantum model (what the stream deploys for sepsis), trained on the fit rows,
+  epoch chosen on validation utility, Platt-calibrated on validation;
+* its ablation with the circuit replaced by a classical layer of the same parameter count;
+* LightGBM on the raw features.
+
+The artifact records the training and validation patients, so ``vigil evaluate`` can warn
+when asked to score them; the held-out patients are what evaluation reports on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from vigil.evaluation.data import feature_table
+from vigil.evaluation.metrics import auprc, auroc, best_threshold, split_by_patient
+from vigil.evaluation.run import comparator_paths
+from vigil.models.artifact import ModelArtifact
+from vigil.models.calibration import apply_platt, fit_platt
+from vigil.models.hybrid import HybridSpec, param_count
+from vigil.models.preprocess import Normaliser
+from vigil.models.train import TrainConfig, fit_hybrid, predict_logits
+from vigil.settings import VigilSettings
+from vigil.stream.offline import FeatureTable
+
+__all__ = ["Split", "patient_split", "run_training", "CITATION_2019"]
+
+CITATION_2019 = ("Reyna MA et al. Early Prediction of Sepsis From Clinical Data: the "
+                 "PhysioNet/Computing in Cardiology Challenge 2019. Crit Care Med "
+                 "2020;48(2):210-217. doi:10.13026/v64v-d857")
+
+
+class Split:
+    """Patient indices of a feature table: fit / validation / test."""
+
+    def __init__(self, table: FeatureTable, seed: int = 42, test_fraction: float = 0.2,
+                 val_fraction: float = 0.2) -> None:
+        septic = np.zeros(table.n_patients, bool)
+        np.logical_or.at(septic, table.patient, table.label > 0)
+        self.septic = septic
+        train, self.test = split_by_patient(septic, test_fraction, seed)
+        fit, val = split_by_patient(septic[train], val_fraction, seed + 1)
+        self.fit, self.val = train[fit], train[val]
+
+
+def patient_split(table: FeatureTable, seed: int = 42) -> Split:
+    return Split(table, seed)
+
+
+def _levels(risk_val: np.ndarray, threshold: float) -> tuple[tuple[float, str], ...]:
+    """medium at the utility-optimal threshold; high for the top tenth of alerting hours."""
+    above = risk_val[risk_val >= threshold]
+    high = float(np.quantile(above, 0.9)) if len(above) > 10 else min(1.0, threshold * 2)
+    return ((float(threshold), "medium"), (max(high, float(threshold)), "high"))
+
+
+def run_training(data: Path, out: Path, settings: VigilSettings, *,
+                 config: TrainConfig | None = None, spec_overrides: dict | None = None,
+                 limit: int | None = None, progress: bool = True,
+                 cache_dir: Path | None = Path(".vigil-cache"), with_comparators: bool = True) -> dict:
+    config = config or TrainConfig()
+    started = time.perf_counter()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    table = feature_table(data, settings, limit=limit, cache_dir=cache_dir, progress=progress)
+    split = patient_split(table, config.seed)
+    rf, rv, rt = table.rows_of(split.fit), table.rows_of(split.val), table.rows_of(split.test)
+    norm = Normaliser.fit(table.X[rf], table.names)
+    Xf, Xv, Xt = (norm.transform(table.X[r]) for r in (rf, rv, rt))
+    yf, yv, yt = table.label[rf], table.label[rv], table.label[rt]
+    pv = table.patient[rv]
+
+    def validate(logits: np.ndarray) -> float:
+        cands = np.quantile(logits, np.linspace(0.6, 0.99, 25))
+        return best_threshold(yv, logits, pv, candidates=cands)[1]
+
+    report: dict = {"data": str(data), "patients": table.n_patients, "rows": int(len(table.X)),
+                    "split": {"fit": len(split.fit), "validation": len(split.val),
+                              "test": len(split.test)}, "models": {}}
+    trained: dict[str, tuple[HybridSpec, dict, tuple[float, float], float]] = {}
+    for kind in ("quantum", "classical") if with_comparators else ("quantum",):
+        spec = HybridSpec(n_inputs=norm.n_inputs, kind=kind, **(spec_overrides or {}))
+        res = fit_hybrid(spec, Xf, yf, Xv, validate, config, progress=progress,
+                         label=f"hybrid-{kind}")
+        lv = predict_logits(spec, res.params, Xv)
+        a, b = fit_platt(lv, yv)
+        risk_v = apply_platt(lv, a, b)
+        threshold, val_u = best_threshold(yv, risk_v, pv)
+        lt = predict_logits(spec, res.params, Xt)
+        report["models"][f"hybrid-{kind}"] = {
+            "parameters": param_count(res.params), "circuit_parameters": spec.circuit_params,
+            "best_epoch": res.best_epoch, "history": res.history,
+            "compile_s": round(res.compile_s, 2), "train_s": round(res.seconds, 1),
+            "validation_utility": val_u, "threshold": threshold,
+            "test_auroc": auroc(yt, lt), "test_auprc": auprc(yt, lt)}
+        trained[kind] = (spec, res.params, (a, b), threshold)
+    if with_comparators:
+        from vigil.models.gbm import train_gbm
+
+        t0 = time.perf_counter()
+        gbm = train_gbm(table.X[rf], yf, table.X[rv], yv, seed=config.seed)
+        pt = gbm.predict(table.X[rt])
+        report["models"]["gbm"] = {"trees": gbm.best_iteration,
+                                   "train_s": round(time.perf_counter() - t0, 1),
+                                   "test_auroc": auroc(yt, pt), "test_auprc": auprc(yt, pt)}
+        pv_gbm = gbm.predict(table.X[rv])
+        gbm_threshold, _ = best_threshold(yv, pv_gbm, pv)
+        report["models"]["gbm"]["threshold"] = gbm_threshold
+        paths = comparator_paths(out)
+        paths["gbm"].parent.mkdir(parents=True, exist_ok=True)
+        gbm.booster.save_model(str(paths["gbm"]))  # type: ignore[attr-defined]
+        paths["thresholds"].write_text(json.dumps({"gbm": gbm_threshold}))
+
+    artifacts = {kind: _artifact(kind, trained[kind], table, split, norm, settings, config,
+                                 report, data, Xv) for kind in trained}
+    artifacts["quantum"].save(Path(out))
+    if "classical" in artifacts:
+        artifacts["classical"].save(comparator_paths(out)["hybrid-classical"])
+    artifact = artifacts["quantum"]
+    report["artifact"] = {"path": str(out), "version": artifact.version,
+                          "levels": [list(lv) for lv in artifact.levels]}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    (Path(out) / "training-report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _artifact(kind, trained, table, split, norm, settings, config, report, data, Xv):  # type: ignore[no-untyped-def]
+    spec, params, calib, threshold = trained
+    risk_v = apply_platt(predict_logits(spec, params, Xv), *calib)
+    return ModelArtifact(
+        name=f"sepsis-hybrid-{'qnn' if kind == 'quantum' else 'classical-ablation'}",
+        target="sepsis",
+        feature_names=table.names,
+        window_lengths_s=tuple(settings.window_lengths_s),
+        allowed_lateness_s=settings.allowed_lateness_s,
+        spec=spec,
+        params={k: _np_tree(v) for k, v in params.items()},
+        normaliser=norm,
+        calibration=calib,
+        levels=_levels(risk_v, threshold),
+        metrics=report["models"][f"hybrid-{kind}"],
+        training={"data": CITATION_2019, "source": str(data), "seed": config.seed,
+                  "config": asdict(config),
+                  "rows_fit": int(table.rows_of(split.fit).sum()),
+                  "rows_validation": int(table.rows_of(split.val).sum()),
+                  "split": "patient-level 80/20 (seed 42) then 80/20 of training (seed 43), "
+                           "stratified by septic"},
+        training_patients=[table.source_ids[i] for i in np.concatenate([split.fit, split.val])],
+    )
+
+
+def _np_tree(v):  # type: ignore[no-untyped-def]
+    if isinstance(v, dict):
+        return {k: _np_tree(x) for k, x in v.items()}
+    return np.asarray(v)
