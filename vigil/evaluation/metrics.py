@@ -21,18 +21,22 @@ __all__ = ["AlertStats", "LEAD_WINDOW_H", "alert_stats", "auprc", "auroc", "best
 LEAD_WINDOW_H = 24
 
 
-def roc_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(false positive rate, true positive rate, thresholds), thresholds descending."""
+def _counts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """At each distinct score, descending: (true positives, flagged rows, score), #pos, #neg."""
     y = np.asarray(y).astype(bool)
     s = np.asarray(s, float)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[distinct]
-    fps = (distinct + 1) - tps
-    tpr = np.r_[0.0, tps / max(1, y.sum())]
-    fpr = np.r_[0.0, fps / max(1, (~y).sum())]
-    return fpr, tpr, np.r_[np.inf, s[distinct]]
+    return np.cumsum(y)[distinct], distinct + 1, s[distinct], int(y.sum()), int((~y).sum())
+
+
+def roc_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate, thresholds), thresholds descending."""
+    tps, flagged, thresholds, pos, neg = _counts(y, s)
+    tpr = np.r_[0.0, tps / max(1, pos)]
+    fpr = np.r_[0.0, (flagged - tps) / max(1, neg)]
+    return fpr, tpr, np.r_[np.inf, thresholds]
 
 
 def auroc(y: np.ndarray, s: np.ndarray) -> float:
@@ -47,15 +51,8 @@ def auroc(y: np.ndarray, s: np.ndarray) -> float:
 
 def pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(recall, precision) at each distinct threshold, thresholds descending."""
-    y = np.asarray(y).astype(bool)
-    s = np.asarray(s, float)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[distinct]
-    precision = tps / (distinct + 1)
-    recall = tps / max(1, y.sum())
-    return recall, precision
+    tps, flagged, _, pos, _ = _counts(y, s)
+    return tps / max(1, pos), tps / flagged
 
 
 def auprc(y: np.ndarray, s: np.ndarray) -> float:
