@@ -31,6 +31,7 @@ from vigil.stream.gaps import (
     missing_offsets,
     progress_key,
 )
+from vigil.stream.learning import online_key
 from vigil.stream.processor import InRecord, Processor, dead_letter
 from vigil.stream.publisher import OutputPublisher
 from vigil.stream.records import LABEL_DECODER, Rejection, encode
@@ -107,7 +108,7 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
             metrics.gap_records.inc(len(offsets))
             batch = await gaps.fetch(p, offsets) + batch
         t_score = time.perf_counter()
-        res = processor.process(batch, get_state, int(time.time() * 1000))
+        res = processor.process(batch, get_state, int(time.time() * 1000), table.data.get)
         metrics.scoring_seconds.observe(time.perf_counter() - t_score)
         await publisher.publish(
             [(settings.topic_scores, k.encode(), encode(r)) for k, r in res.scores]
@@ -154,20 +155,66 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
             metrics.up.set(0)
             running["vitals"] = False
 
-    @app.agent(labels, name="labels")
-    async def labels_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+    async def _vitals_caught_up(events: list, timeout_s: float = 10.0) -> None:  # type: ignore[type-arg]
+        """Give the vitals agent time to reach the hours these labels describe.
+
+        Live, a label comes hours after its vitals; a fast replay can deliver both at
+        once, and a label whose hour the patient's state has not reached yet cannot be
+        learned from. Labels that are still ahead after ``timeout_s`` are counted as
+        ``ahead_of_vitals`` by the processor, not silently skipped.
+        """
+        wanted = []
+        for event in events:
             try:
                 label = LABEL_DECODER.decode(event.message.value)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                continue
+            wanted.append((label.patient, int(label.event_time.timestamp() * 1000)))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all((st := get_state(p)) is not None and st.watermark_ms >= t for p, t in wanted):
+                return
+            await asyncio.sleep(0.05)
+
+    async def handle_labels(events: list) -> None:  # type: ignore[type-arg]
+        """Delayed outcome labels: the partition's online model learns each one, and the
+        models that learned are written to the changelog before the batch is acked."""
+        now_ms = int(time.time() * 1000)
+        dead = []
+        await _vitals_caught_up(events)
+        for event in events:
+            rec = _in_record(event)
+            try:
+                label = LABEL_DECODER.decode(rec.value)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                rec = _in_record(event)
                 metrics.rejections.labels("schema").inc()
                 metrics.dlq.labels("record").inc()
-                letter = dead_letter(rec, "record", [Rejection("schema", str(exc))],
-                                     int(time.time() * 1000))
-                await publisher.publish([(settings.topic_dlq, rec.key, encode(letter))])
+                dead.append((settings.topic_dlq, rec.key, encode(dead_letter(
+                    rec, "record", [Rejection("schema", str(exc))], now_ms))))
                 continue
             metrics.labels.labels(label.kind).inc()
+            outcome = processor.learn(label, get_state(label.patient), rec.partition,
+                                      table.data.get(online_key(rec.partition)))
+            metrics.online_labels.labels(outcome).inc()
+        await publisher.publish(dead)
+        if processor.online is not None:
+            models = processor.online.take_dirty()
+            if models:
+                await publisher.publish_changelog(
+                    changelog, {p: [(online_key(p), raw)] for p, raw in models.items()})
+                for p, raw in models.items():
+                    table.data[online_key(p)] = raw
+
+    @app.agent(labels, name="labels")
+    async def labels_agent(stream: faust.StreamT) -> None:
+        await publisher.start()
+
+        def failed(exc: BaseException) -> None:
+            metrics.errors.labels("labels").inc()
+            _fatal(exc)
+
+        await MicroBatcher(handle_labels, settings.batch_max_records, settings.batch_within_s,
+                           stream.noack(), on_failure=failed).run()
 
     @app.page("/metrics")
     async def metrics_page(web, request):  # type: ignore[no-untyped-def]
@@ -272,7 +319,7 @@ def _in_record(event: faust.EventT) -> InRecord:
 
 
 def _fatal(exc: BaseException) -> None:
-    log.critical("vitals batch failed outside record validation; exiting without committing "
+    log.critical("a batch failed outside record validation; exiting without committing "
                  "so that it is re-processed after restart", exc_info=exc)
     logging.shutdown()
     os._exit(70)  # EX_SOFTWARE; a graceful stop would commit the batch's offsets

@@ -14,18 +14,24 @@ from vigil.models.clinical import News2Scorer, QsofaScorer
 from vigil.settings import VigilSettings
 from vigil.stream import transport
 from vigil.stream.features import FeatureSpec
+from vigil.stream.learning import OnlineSepsis
 from vigil.stream.processor import Processor
 from vigil.stream.windows import WindowSpec
 
-__all__ = ["build_app", "build_processor", "sepsis_scorer", "shipped_model"]
+__all__ = ["build_app", "build_processor", "model_path", "online_sepsis", "sepsis_scorer",
+           "shipped_model"]
 
 
 def build_processor(settings: VigilSettings) -> Processor:
-    windows = WindowSpec.from_seconds(settings.window_lengths_s, settings.allowed_lateness_s)
+    windows = WindowSpec.from_seconds(settings.window_lengths_s, settings.allowed_lateness_s,
+                                      settings.label_delay_s)
     names = FeatureSpec(windows).names
     scorers = [sepsis_scorer(settings, names), News2Scorer(names)]
+    online = online_sepsis(settings, scorers[0])
     overrides = {"sepsis": settings.sepsis_levels, "deterioration": settings.deterioration_levels}
     policies = {s.target: Policy.for_scorer(s, overrides[s.target]) for s in scorers}
+    if online is not None and not settings.sepsis_levels:
+        policies["sepsis"] = Policy("sepsis", online.levels)  # the deployed score's own levels
     return Processor(
         windows,
         scorers,
@@ -33,6 +39,7 @@ def build_processor(settings: VigilSettings) -> Processor:
         score_batch_size=settings.score_batch_size,
         max_clock_skew_ms=settings.max_clock_skew_s * 1000,
         clear_after_ms=settings.alert_clear_after_s * 1000,
+        online=online,
     )
 
 
@@ -42,8 +49,23 @@ def sepsis_scorer(settings: VigilSettings, names: tuple[str, ...]) -> Scorer:
         return QsofaScorer(names)
     from vigil.models.hybrid_scorer import HybridScorer
 
-    path = Path(settings.sepsis_model_path) if settings.sepsis_model_path else shipped_model()
-    return HybridScorer.load(path, names, settings.window_lengths_s, settings.allowed_lateness_s)
+    return HybridScorer.load(model_path(settings), names, settings.window_lengths_s, settings.allowed_lateness_s)
+
+
+def model_path(settings: VigilSettings) -> Path:
+    return Path(settings.sepsis_model_path) if settings.sepsis_model_path else shipped_model()
+
+
+def online_sepsis(settings: VigilSettings, scorer: Scorer) -> OnlineSepsis | None:
+    """The hybrid stacked with the online River model, when the artifact has them."""
+    from vigil.models.deployed import DeployedSepsis
+    from vigil.models.hybrid_scorer import HybridScorer
+
+    path = model_path(settings)
+    if not (settings.sepsis_online and isinstance(scorer, HybridScorer)
+            and DeployedSepsis.present(path)):
+        return None
+    return OnlineSepsis(DeployedSepsis.load(path), scorer.norm)
 
 
 def shipped_model() -> Path:

@@ -148,7 +148,8 @@ FIXED_NOW_MS = 1_800_000_000_000  # offline timelines are anchored here: reprodu
 def build_feature_table(stays: list[Stay], settings: VigilSettings, *, workers: int = 2,
                         progress: bool = True, chunk: int = 200) -> FeatureTable:
     """Feature rows for every stay, through the stream's own validation, windows and features."""
-    windows = WindowSpec.from_seconds(settings.window_lengths_s, settings.allowed_lateness_s)
+    windows = WindowSpec.from_seconds(settings.window_lengths_s, settings.allowed_lateness_s,
+                                      settings.label_delay_s)
     spec = FeatureSpec(windows)
     key = settings.pseudonym_key.get_secret_value()
     jobs = [(stays[i:i + chunk], key, windows, settings.max_clock_skew_s * 1000)

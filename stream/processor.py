@@ -34,7 +34,8 @@ from vigil.alerts.lifecycle import alert_id, step
 from vigil.alerts.policy import Policy
 from vigil.models.base import Assessment, Scorer, padded_chunks, score_chunks
 from vigil.stream.features import FeatureSpec
-from vigil.stream.records import AlertEvent, DeadLetter, Rejection, ScoreRecord
+from vigil.stream.learning import OnlineSepsis, online_key
+from vigil.stream.records import AlertEvent, DeadLetter, LabelRecord, Rejection, ScoreRecord
 from vigil.stream.state import AlertTrack, PatientState
 from vigil.stream.validation import Accepted, Refused, validate
 from vigil.stream.windows import WindowSpec, admit
@@ -98,6 +99,7 @@ class Processor:
         score_batch_size: int = 64,
         max_clock_skew_ms: int = 300_000,
         clear_after_ms: int = 7_200_000,
+        online: OnlineSepsis | None = None,
     ) -> None:
         self.windows = windows
         self.features = FeatureSpec(windows)
@@ -109,6 +111,10 @@ class Processor:
         self.score_batch_size = score_batch_size
         self.max_clock_skew_ms = max_clock_skew_ms
         self.clear_after_ms = clear_after_ms
+        self.online = online if "sepsis" in self.scorers else None
+        self.names = {k: sc.name for k, sc in self.scorers.items()}
+        if self.online is not None:
+            self.names["sepsis"] = f"{self.names['sepsis']}+online"
 
     def warm_up(self) -> float:
         """Run every scorer once at the stream's batch shape; returns the seconds it took.
@@ -128,7 +134,9 @@ class Processor:
 
     # ------------------------------------------------------------------------------------
     def process(self, batch: list[InRecord], get_state: Callable[[str], PatientState | None],
-                now_ms: int) -> BatchResult:
+                now_ms: int, get_blob: Callable[[bytes], bytes | None] | None = None
+                ) -> BatchResult:
+        """Process one batch; ``get_blob`` reads table entries such as online models."""
         res = BatchResult()
         by_patient: dict[str, list[tuple[InRecord, Accepted]]] = {}
         for rec in batch:
@@ -185,11 +193,12 @@ class Processor:
                 res.states[patient] = (items[0][0].partition, state)
 
         if rows:
-            self._score(rows, res, now_ms)
+            self._score(rows, res, now_ms, get_blob)
         return res
 
     # ------------------------------------------------------------------------------------
-    def _score(self, rows: list[_Row], res: BatchResult, now_ms: int) -> None:
+    def _score(self, rows: list[_Row], res: BatchResult, now_ms: int,
+               get_blob: Callable[[bytes], bytes | None] | None = None) -> None:
         X = self.features.matrix([r.features for r in rows])
         try:
             chunks = padded_chunks(X, self.score_batch_size)  # shared by every scorer
@@ -197,6 +206,8 @@ class Processor:
                 kind: score_chunks(scorer, chunks, X.shape[1], self.score_batch_size)
                 for kind, scorer in self.scorers.items()
             }
+            if self.online is not None:
+                assessed["sepsis"] = self._with_online(assessed["sepsis"], X, rows, get_blob)
         except Exception as exc:  # a failing model must not stop the stream silently
             log.exception("scoring failed for a batch of %d rows", len(rows))
             res.outcomes["accepted"] -= len(rows)
@@ -217,7 +228,7 @@ class Processor:
                 event_time=_ms_to_dt(acc.event_ms),
                 record_id=acc.record_id,
                 risks={k: float(a.risk[i]) for k, a in assessed.items()},
-                scorers={k: s.name for k, s in self.scorers.items()},
+                scorers=self.names,
                 clinical=clinical,
                 unit=state.unit,
                 bed=state.bed,
@@ -261,7 +272,7 @@ class Processor:
             acc = row.acc
             state = res.states[row.patient][1]
             policy = self.policies[kind]
-            scorer = self.scorers[kind]
+            name = self.names[kind]
             row_details = {k: float(v[i]) for k, v in details.items()}
             found = explain.drivers(names, X[i], contributions[(i, kind)])
             aid = alert_id(row.patient, kind, track.episode_start_ms)
@@ -275,10 +286,10 @@ class Processor:
                 risk=risk,
                 threshold=policy.threshold_for(track.severity),
                 reasons=found,
-                summary=(explain.summary(scorer.name, risk, row_details, found)
+                summary=(explain.summary(name, risk, row_details, found)
                          if transition != "resolved" else
-                         explain.resolved(scorer.name, risk, row_details, self.clear_after_ms)),
-                scorer=scorer.name,
+                         explain.resolved(name, risk, row_details, self.clear_after_ms)),
+                scorer=name,
                 event_time=_ms_to_dt(acc.event_ms),
                 published_at=published,
                 episode_start=_ms_to_dt(track.episode_start_ms),
@@ -287,6 +298,34 @@ class Processor:
                 bed=state.bed,
                 ingested_at=_ms_to_dt(row.rec.timestamp_ms),
             )))
+
+    def _with_online(self, a: Assessment, X: np.ndarray, rows: list[_Row],
+                     get_blob: Callable[[bytes], bytes | None] | None) -> Assessment:
+        """The deployed sepsis risk: the hybrid's risk stacked with the online model's."""
+        assert self.online is not None
+        parts = np.fromiter((r.rec.partition for r in rows), int, len(rows))
+        stored = {int(p): get_blob(online_key(int(p))) if get_blob else None
+                  for p in np.unique(parts)}
+        risk, p_online = self.online.combine(a.risk, X, parts, stored)
+        return Assessment(risk, a.contributions, {**a.details, "sepsis_hybrid_risk": a.risk,
+                                                  "sepsis_online_risk": p_online})
+
+    def learn(self, label: LabelRecord, state: PatientState | None, partition: int,
+              stored: bytes | None) -> str:
+        """Let the partition's online model learn one delayed label; returns the outcome."""
+        if self.online is None:
+            return "no_online_model"
+        if label.kind != "sepsis":
+            return "other_kind"
+        if state is None:
+            return "unknown_patient"
+        at_ms = int(label.event_time.timestamp() * 1000)
+        if at_ms > state.watermark_ms:
+            return "ahead_of_vitals"  # the hour it describes has not been seen yet
+        if at_ms < state.watermark_ms - self.windows.horizon_ms + self.windows.lengths_ms[-1]:
+            return "too_old"  # its window history is gone: learning from it would be wrong
+        self.online.learn(partition, stored, self.features.featurize(state, at_ms), label.label)
+        return "learned"
 
     def _dead(self, res: BatchResult, rec: InRecord, scope: str, rejections: list[Rejection],
               patient: str | None, now_ms: int) -> None:

@@ -36,18 +36,21 @@ class WindowSpec:
 
     lengths_ms: tuple[int, ...]
     allowed_lateness_ms: int
+    label_delay_ms: int = 0  # how long after an hour its label may come (online learning)
 
     def __post_init__(self) -> None:
         if not self.lengths_ms or any(w <= 0 for w in self.lengths_ms):
             raise ValueError("window lengths must be positive")
         if list(self.lengths_ms) != sorted(set(self.lengths_ms)):
             raise ValueError("window lengths must be strictly increasing")
-        if self.allowed_lateness_ms < 0:
-            raise ValueError("allowed lateness must be >= 0")
+        if self.allowed_lateness_ms < 0 or self.label_delay_ms < 0:
+            raise ValueError("allowed lateness and label delay must be >= 0")
 
     @classmethod
-    def from_seconds(cls, lengths_s: tuple[int, ...], lateness_s: int) -> WindowSpec:
-        return cls(tuple(int(s) * 1000 for s in lengths_s), int(lateness_s) * 1000)
+    def from_seconds(cls, lengths_s: tuple[int, ...], lateness_s: int,
+                     label_delay_s: int = 0) -> WindowSpec:
+        return cls(tuple(int(s) * 1000 for s in lengths_s), int(lateness_s) * 1000,
+                   int(label_delay_s) * 1000)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -55,7 +58,9 @@ class WindowSpec:
 
     @property
     def horizon_ms(self) -> int:
-        return self.lengths_ms[-1] + self.allowed_lateness_ms
+        """Event time a patient's state keeps: the longest window, back from the oldest time
+        that can still be featurised (a late event, or an hour whose label arrives now)."""
+        return self.lengths_ms[-1] + max(self.allowed_lateness_ms, self.label_delay_ms)
 
 
 def _name(ms: int) -> str:

@@ -27,9 +27,9 @@ def test_evaluate_reports_every_scorer_and_warns_about_training_patients(sample_
         assert f"{len(overlap)} of 33 patients" in said[0]
 
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["deployed"] == "hybrid-quantum" and saved["patients"] == 33
-    assert {"NEWS2>=5", "qSOFA>=2", "SIRS>=2", "hybrid-quantum", "hybrid-classical",
-            "gbm"} <= set(saved["scorers"])
+    assert saved["deployed"] == "deployed (hybrid + online)" and saved["patients"] == 33
+    assert {"NEWS2>=5", "qSOFA>=2", "SIRS>=2", "hybrid-quantum", "hybrid-classical", "gbm",
+            "deployed (hybrid + online)", "deployed, no online learning"} <= set(saved["scorers"])
     for name, m in saved["scorers"].items():
         assert KEYS <= set(m), name
         assert m["auroc"] is None or 0 <= m["auroc"] <= 1
@@ -37,7 +37,7 @@ def test_evaluate_reports_every_scorer_and_warns_about_training_patients(sample_
     for png in report["plots"]:
         assert (tmp_path / png).stat().st_size > 5_000
     # the sample's septic patients are found by the deployed model
-    assert saved["scorers"]["hybrid-quantum"]["sensitivity"] > 0.5
+    assert saved["scorers"]["deployed (hybrid + online)"]["sensitivity"] > 0.5
 
     again = evaluate_sepsis(sample_2019, tmp_path / "x", VigilSettings(), shipped_model(),
                             progress=False, cache_dir=None, exclude_training=True, plots=False)

@@ -1,9 +1,11 @@
-"""The shipped hybrid quantum model in the stream: same features, same model, same score.
+"""The shipped sepsis model in the stream: same features, same model, same score.
 
-Replays real patients through a worker that scores sepsis with the shipped artifact, then
-computes the evaluation's features (``build_feature_table``, no Kafka) and the evaluation's
-risks (``HybridScorer.risk_batch``) for the same patients: every hour the stream scored
-must have the evaluation's risk for that hour.
+Replays real patients through a worker that scores sepsis with the shipped artifact (the
+hybrid quantum model stacked with its online model), then computes the evaluation's
+features (``build_feature_table``, no Kafka) and the evaluation's risks for the same
+patients: every hour the stream scored must have the evaluation's risk for that hour. A
+second test lets labels flow and checks that the online model learns, is written to the
+changelog, and is resumed by a restarted worker.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import numpy as np
 import pytest
 
 from vigil.models.artifact import ModelArtifact
+from vigil.models.deployed import DeployedSepsis
 from vigil.models.hybrid_scorer import HybridScorer
 from vigil.runtime import OutputCollector, WorkerProcess
 from vigil.stream.app import build_processor, shipped_model
 from vigil.stream.offline import build_feature_table
+from vigil.stream.records import LabelRecord, encode
 from vigil.stream.replay.replayer import replay_timeline
 from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.timeline import Timeline
@@ -70,9 +74,13 @@ def test_stream_scores_equal_evaluation_scores(broker_settings, sample_2019, tmp
     assert len(scores) == stats.vitals
 
     table = build_feature_table(stays, s, workers=1, progress=False)
-    scorer = HybridScorer(ModelArtifact.load(shipped_model()), table.names)
+    artifact = ModelArtifact.load(shipped_model())
+    deployed = DeployedSepsis.load(shipped_model())
     rows = np.flatnonzero(table.has_record)
-    risk = scorer.risk_batch(table.X[rows])
+    X = table.X[rows]
+    # no labels flowed, so every partition's online model is still the warm start
+    risk = deployed.stack(HybridScorer(artifact, table.names).risk_batch(X),
+                          deployed.online.predict(artifact.normaliser.transform(X)))
     compared = 0
     for r, value in zip(rows, risk):
         key = (timeline.patient_key(stays[table.patient[r]]), round(float(table.hours[r]), 3))
@@ -80,3 +88,73 @@ def test_stream_scores_equal_evaluation_scores(broker_settings, sample_2019, tmp
         assert scores[key] == pytest.approx(value, abs=1e-6), key
         compared += 1
     assert compared == len(scores)  # every streamed score has its evaluation twin
+
+
+@pytest.mark.broker
+def test_online_model_learns_from_labels_and_survives_a_restart(broker_settings, sample_2019,
+                                                                 tmp_path) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from vigil.models.online import OnlineModel
+    from vigil.stream.learning import online_key
+    from vigil.stream.topics import changelog_topic
+
+    from .test_e2e import metric
+
+    s = broker_settings.model_copy(update={"sepsis_scorer": "model", "partitions": 1})
+    ensure_topics(s)
+    stays = load_stays(sample_2019, 4)
+    timeline = Timeline(stays, s.pseudonym_key.get_secret_value(), now_ms=int(time.time() * 1000))
+
+    def saved_model() -> OnlineModel:
+        c = KafkaConsumer(changelog_topic(s), bootstrap_servers=s.bootstrap_servers,
+                          auto_offset_reset="earliest", consumer_timeout_ms=4000)
+        found = [m.value for m in c if m.key == online_key(0)]
+        c.close()
+        assert found, "no online model in the changelog"
+        return OnlineModel.loads(found[-1])
+
+    collector = OutputCollector(s).start()
+    try:
+        w1 = WorkerProcess(s, web_port=s.web_port, log_path=tmp_path / "w1.log").start()
+        w1.wait_ready(timeout_s=120)
+        stats = replay_timeline(s, timeline, progress=False)  # vitals and labels
+        assert collector.wait_for(stats.vitals, 120)
+        deadline = time.monotonic() + 30
+        while metric(w1.metrics_text(), "vigil_online_labels_total", outcome="learned") < 5:
+            assert time.monotonic() < deadline, [ln for ln in w1.metrics_text().splitlines()
+                                                 if "labels_total{" in ln]
+            time.sleep(0.5)
+        time.sleep(1.5)  # the batch that learned them is written before it is acked
+        learned = metric(w1.metrics_text(), "vigil_online_labels_total", outcome="learned")
+        assert w1.stop() == 0
+        first = saved_model()
+        assert first.labels_seen == learned
+
+        w2 = WorkerProcess(s, web_port=s.web_port, log_path=tmp_path / "w2.log").start()
+        w2.wait_ready(timeout_s=120)
+        last = timeline.stays[0]
+        key = timeline.patient_key(last)
+        label = LabelRecord(patient=key, kind="sepsis", event_time=_dt(timeline.admit_ms(0)
+                            + int(last.end_hours * HOUR_MS)), label=1,
+                            known_time=_dt(int(time.time() * 1000)))
+        p = KafkaProducer(bootstrap_servers=s.bootstrap_servers)
+        p.send(s.topic_labels, key=key.encode(), value=encode(label))
+        p.flush()
+        p.close()
+        deadline = time.monotonic() + 30
+        while metric(w2.metrics_text(), "vigil_online_labels_total", outcome="learned") < 1:
+            assert time.monotonic() < deadline, "the restarted worker did not learn"
+            time.sleep(0.5)
+        time.sleep(1.5)
+        w2.stop()
+    finally:
+        collector.stop()
+    # resumed, not restarted from the warm start: one more label than before the restart
+    assert saved_model().labels_seen == first.labels_seen + 1
+
+
+def _dt(ms: int):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

@@ -26,7 +26,7 @@ def test_embedded_broker_by_default(monkeypatch) -> None:
         monkeypatch.delenv(k, raising=False)
     s = VigilSettings()
     assert s.embedded and s.bootstrap_servers == "127.0.0.1:19092"
-    assert s.horizon_ms == (21600 + 7200) * 1000
+    assert s.horizon_ms == (21600 + max(7200, 21600)) * 1000  # window + label delay
 
 
 @pytest.mark.parametrize("field,value", [("partitions", 0), ("window_lengths_s", (0,)),

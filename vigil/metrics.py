@@ -41,6 +41,10 @@ class Metrics:
                               ["kind", "severity", "state"], registry=r)
         self.labels = Counter("vigil_labels_total", "Outcome labels consumed.", ["kind"],
                               registry=r)
+        self.online_labels = Counter(
+            "vigil_online_labels_total",
+            "Labels offered to the online model, by outcome (learned, unknown_patient, "
+            "ahead_of_vitals, too_old, other_kind, no_online_model).", ["outcome"], registry=r)
         self.batch_records = Histogram(
             "vigil_batch_records", "Records per micro-batch taken from the stream.",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r)

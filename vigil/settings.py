@@ -68,6 +68,10 @@ class VigilSettings(BaseSettings):
     allowed_lateness_s: int = Field(
         default=7200, ge=0, description="Events older than a patient's watermark minus this go to the DLQ."
     )
+    label_delay_s: int = Field(
+        default=21600, ge=0,
+        description="Longest delay of an outcome label after its hour: history kept for learning.",
+    )
     max_clock_skew_s: int = Field(
         default=300, ge=0, description="Events further than this in the future go to the DLQ."
     )
@@ -77,6 +81,9 @@ class VigilSettings(BaseSettings):
         default="model",
         description="model: the trained hybrid quantum artifact; qsofa: the clinical score.",
     )
+    sepsis_online: bool = Field(
+        default=True,
+        description="Stack the model with its online River model that learns from labels.")
     sepsis_model_path: str | None = Field(
         default=None, description="Artifact directory; unset: the artifact shipped with Vigil.")
 
@@ -135,7 +142,8 @@ class VigilSettings(BaseSettings):
     @property
     def horizon_ms(self) -> int:
         """How much event time a patient's window state must keep."""
-        return (max(self.window_lengths_s) + self.allowed_lateness_s) * 1000
+        return (max(self.window_lengths_s)
+                + max(self.allowed_lateness_s, self.label_delay_s)) * 1000
 
     def masked(self) -> dict[str, object]:
         """The resolved values with secrets masked, for `vigil settings` and start-up logs."""

@@ -22,7 +22,9 @@ from vigil.evaluation.data import feature_table
 from vigil.evaluation.metrics import alert_stats, auprc, auroc, best_threshold
 from vigil.models.artifact import ModelArtifact
 from vigil.models.clinical import ClinicalInputs, clinical_details
+from vigil.models.deployed import DeployedSepsis
 from vigil.models.hybrid_scorer import HybridScorer
+from vigil.models.online import replay_online
 from vigil.settings import VigilSettings
 from vigil.stream.offline import FeatureTable
 
@@ -94,6 +96,15 @@ def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings, model_dir: P
         booster = lgb.Booster(model_file=str(paths["gbm"]))
         risks["gbm"] = (booster.predict(table.X[rows]), float(thresholds.get("gbm", 0.02)))
     deployed = "hybrid-quantum"
+    if DeployedSepsis.present(model_dir):
+        combo = DeployedSepsis.load(model_dir)
+        p_hybrid = risks["hybrid-quantum"][0]
+        Z = artifact.normaliser.transform(table.X[rows])
+        risks["deployed (hybrid + online)"] = (
+            combo.stack(p_hybrid, replay_online(combo.online, Z, y, pat)), combo.levels[0][0])
+        risks["deployed, no online learning"] = (
+            combo.stack(p_hybrid, combo.online.predict(Z)), combo.levels[0][0])
+        deployed = "deployed (hybrid + online)"
 
     groups = _patient_groups(pat)
     report: dict = {"deployed": deployed, "patients": int(len(patients)), "rows": int(len(rows)),
@@ -108,7 +119,7 @@ def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings, model_dir: P
         }
     report["oracle_threshold_utility"] = {
         name: best_threshold(y, risk, pat)[1] for name, (risk, _) in risks.items()
-        if name.startswith(("hybrid", "gbm"))}
+        if name.startswith(("hybrid", "gbm", "deployed"))}
     report["subgroups"] = _subgroups(table, patients, rows, y, pat, risks)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if plots:

@@ -27,7 +27,9 @@ from vigil.evaluation.metrics import auprc, auroc, best_threshold, split_by_pati
 from vigil.evaluation.run import comparator_paths
 from vigil.models.artifact import ModelArtifact
 from vigil.models.calibration import apply_platt, fit_platt
+from vigil.models.deployed import DeployedSepsis, Stack
 from vigil.models.hybrid import HybridSpec, param_count
+from vigil.models.online import OnlineModel
 from vigil.models.preprocess import Normaliser
 from vigil.models.train import TrainConfig, fit_hybrid, predict_logits
 from vigil.settings import VigilSettings
@@ -126,6 +128,25 @@ def run_training(data: Path, out: Path, settings: VigilSettings, *,
     if "classical" in artifacts:
         artifacts["classical"].save(comparator_paths(out)["hybrid-classical"])
     artifact = artifacts["quantum"]
+
+    # the deployed score: the hybrid stacked with the warm-started online model
+    t0 = time.perf_counter()
+    online = OnlineModel.warm_start(Xf, yf, seed=config.seed)
+    spec, params, calib, _ = trained["quantum"]
+    p_hybrid_v = apply_platt(predict_logits(spec, params, Xv), *calib)
+    p_online_v = online.predict(Xv)
+    stack = Stack.fit(p_hybrid_v, p_online_v, yv)
+    risk_v = stack(p_hybrid_v, p_online_v)
+    threshold, val_u = best_threshold(yv, risk_v, pv)
+    p_test = stack(apply_platt(predict_logits(spec, params, Xt), *calib), online.predict(Xt))
+    deployed = DeployedSepsis(stack, _levels(risk_v, threshold), online, {
+        "validation_utility": val_u, "threshold": threshold,
+        "online_warm_start_s": round(time.perf_counter() - t0, 1),
+        "online_validation_auroc": auroc(yv, p_online_v),
+        "test_auroc_without_online_learning": auroc(yt, p_test),
+        "test_auprc_without_online_learning": auprc(yt, p_test)})
+    deployed.save(Path(out))
+    report["models"]["deployed"] = deployed.metrics
     report["artifact"] = {"path": str(out), "version": artifact.version,
                           "levels": [list(lv) for lv in artifact.levels]}
     report["seconds"] = round(time.perf_counter() - started, 1)
