@@ -45,3 +45,22 @@ def test_docstring_examples_run(name: str) -> None:
     mod = importlib.import_module(name)
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0, f"{result.failed} doctest(s) failed in {name}"
+
+
+def test_the_wheel_ships_the_sample_data_and_every_model_file(tmp_path) -> None:
+    """A non-editable install (the Docker image) must find what the editable one finds."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                          str(tmp_path), str(root)], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = zipfile.ZipFile(next(tmp_path.glob("vigil-*.whl"))).namelist()
+    art = root / "vigil" / "artifacts"
+    for f in art.rglob("*"):
+        if f.is_file():
+            assert f"vigil/artifacts/{f.relative_to(art)}" in names, f
+    assert sum(n.startswith("vigil/data/physionet2019/") for n in names) == 33
+    assert any(n.startswith("vigil/stream/replay/") for n in names)
