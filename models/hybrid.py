@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import pennylane as qml
 
-__all__ = ["HybridSpec", "init_params", "make_logit_fn", "param_count"]
+__all__ = ["HybridSpec", "angles", "init_params", "make_logit_fn", "param_count", "readout"]
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,18 @@ def make_logit_fn(spec: HybridSpec):  # type: ignore[no-untyped-def]
             return jnp.tanh(angles @ p["circuit"]["w"] + p["circuit"]["b"])
 
     def logits(p, X):
-        h = jax.nn.gelu(X @ p["pre1"]["w"] + p["pre1"]["b"])
-        angles = jnp.tanh(h @ p["pre2"]["w"] + p["pre2"]["b"]) * jnp.pi
-        z = middle(p, angles)
-        return (z @ p["out"]["w"] + p["out"]["b"])[:, 0]
+        return readout(p, middle(p, angles(p, X)))
 
     return logits
+
+
+def angles(p: dict, X):  # type: ignore[no-untyped-def]
+    """The classical pre-layers: inputs -> one rotation angle per qubit, in (-pi, pi)."""
+    h = jax.nn.gelu(X @ p["pre1"]["w"] + p["pre1"]["b"])
+    return jnp.tanh(h @ p["pre2"]["w"] + p["pre2"]["b"]) * jnp.pi
+
+
+def readout(p: dict, z):  # type: ignore[no-untyped-def]
+    """The classical post-layer: <Z> per qubit (or the ablation's layer) -> logit."""
+    return (z @ p["out"]["w"] + p["out"]["b"])[:, 0]
 

@@ -139,8 +139,10 @@ def run_training(data: Path, out: Path, settings: VigilSettings, *,
     risk_v = stack(p_hybrid_v, p_online_v)
     threshold, val_u = best_threshold(yv, risk_v, pv)
     p_test = stack(apply_platt(predict_logits(spec, params, Xt), *calib), online.predict(Xt))
+    online_threshold, online_u = best_threshold(yv, p_online_v, pv)
     deployed = DeployedSepsis(stack, _levels(risk_v, threshold), online, {
         "validation_utility": val_u, "threshold": threshold,
+        "online_threshold": online_threshold, "online_validation_utility": online_u,
         "online_warm_start_s": round(time.perf_counter() - t0, 1),
         "online_validation_auroc": auroc(yv, p_online_v),
         "test_auroc_without_online_learning": auroc(yt, p_test),
