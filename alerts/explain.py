@@ -15,10 +15,11 @@ import math
 
 import numpy as np
 
+from vigil.alerts.lifecycle import Rules
 from vigil.stream.codes import CODES
 from vigil.stream.records import Driver
 
-__all__ = ["NORMAL", "drivers", "headline", "resolved", "summary"]
+__all__ = ["NORMAL", "drivers", "headline", "resolved", "summary", "transition"]
 
 NORMAL: dict[str, tuple[float, float]] = {
     "RR": (12, 20), "SpO2": (96, 100), "SBP": (111, 219), "HR": (51, 90),
@@ -89,6 +90,24 @@ def summary(scorer: str, risk: float, details: dict[str, float], found: list[Dri
 
 def resolved(scorer: str, risk: float, details: dict[str, float], clear_after_ms: int) -> str:
     """Why an alert closed: ``"NEWS2 3, below the alert level for 2 h"``."""
-    hours = clear_after_ms / 3_600_000
-    span = f"{hours:.0f} h" if hours >= 1 else f"{clear_after_ms / 60_000:.0f} min"
-    return f"{headline(scorer, risk, details)}, below the alert level for {span}"
+    return f"{headline(scorer, risk, details)}, below the clear level for {_span(clear_after_ms)}"
+
+
+def transition(state: str, cause: str, severity: str, risk: float, threshold: float,
+               clear_level: float, rules: Rules) -> str:
+    """Why the lifecycle moved, in words for the board: ``"unacknowledged for 30 min"``."""
+    if state == "raised":
+        return ("a red parameter" if cause == "flag" and not risk >= threshold
+                else f"risk {risk:.3f} ≥ {threshold:.3f}")
+    if state == "escalated":
+        if cause == "unacknowledged":
+            return f"unacknowledged for {_span(rules.escalate_after_ms)}, now {severity}"
+        return f"risk rose to {severity} ({risk:.3f} ≥ {threshold:.3f})"
+    if state == "resolved":
+        return f"below {clear_level:.3f} for {_span(rules.clear_after_ms)}"
+    return state
+
+
+def _span(ms: int) -> str:
+    hours = ms / 3_600_000
+    return f"{hours:.0f} h" if hours >= 1 else f"{ms / 60_000:.0f} min"

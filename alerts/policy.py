@@ -27,12 +27,19 @@ class Policy:
     [None, 'medium', 'medium', 'high']
     >>> Policy("deterioration", ((0.35, "high"),), "red").severity(0.1, flag=1.0)
     'medium'
+
+    Hysteresis: an active alert clears only below ``clear_ratio`` x the raise threshold
+    (and with no red flag), so a risk hovering at the threshold does not flap.
+
+    >>> [p.below_clear(r) for r in (0.45, 0.39, float("nan"))]
+    [False, True, False]
     """
 
     kind: Target
     levels: tuple[tuple[float, str], ...]
     floor_flag: str | None = None
     floor_severity: str = "medium"
+    clear_ratio: float = 0.8
 
     def __post_init__(self) -> None:
         thresholds = [t for t, _ in self.levels]
@@ -40,15 +47,26 @@ class Policy:
             raise ValueError(f"{self.kind}: levels must be non-empty and ascending")
         if any(s not in SEVERITY_RANK or not s for _, s in self.levels):
             raise ValueError(f"{self.kind}: unknown severity in {self.levels}")
+        if not 0 < self.clear_ratio <= 1:
+            raise ValueError(f"{self.kind}: clear_ratio must be in (0, 1]")
 
     @classmethod
-    def for_scorer(cls, scorer: Scorer,
-                   override: tuple[tuple[float, str], ...] | None = None) -> Policy:
-        return cls(scorer.target, tuple(override or scorer.levels), scorer.floor_flag)
+    def for_scorer(cls, scorer: Scorer, override: tuple[tuple[float, str], ...] | None = None,
+                   clear_ratio: float = 0.8) -> Policy:
+        return cls(scorer.target, tuple(override or scorer.levels), scorer.floor_flag,
+                   clear_ratio=clear_ratio)
 
     @property
     def raise_threshold(self) -> float:
         return self.levels[0][0]
+
+    @property
+    def clear_level(self) -> float:
+        return self.raise_threshold * self.clear_ratio
+
+    def below_clear(self, risk: float, flag: float = 0.0) -> bool:
+        """True when the row lets an active alert start clearing (NaN risk does not)."""
+        return not np.isnan(risk) and risk < self.clear_level and not (flag and flag > 0)
 
     def severity(self, risk: float, flag: float = 0.0) -> str | None:
         found: str | None = None

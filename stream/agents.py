@@ -58,6 +58,10 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
            "value_serializer": "raw"}
     vitals = app.topic(settings.topic_vitals, partitions=settings.partitions, **raw)
     labels = app.topic(settings.topic_labels, partitions=settings.partitions, **raw)
+    acks = app.topic(settings.topic_acks, partitions=settings.partitions, **raw)
+    # The vitals and acks agents both read-modify-write patient states across awaits
+    # (publish, changelog): one lock keeps an ack from being overwritten by a vitals batch.
+    state_lock = asyncio.Lock()
     publisher = OutputPublisher(settings.bootstrap_servers)
     gaps = GapFiller(settings.bootstrap_servers, settings.topic_vitals)
     running = {"vitals": False}
@@ -97,6 +101,10 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
         return state
 
     async def handle(events: list) -> None:  # type: ignore[type-arg]
+        async with state_lock:
+            await _handle_vitals(events)
+
+    async def _handle_vitals(events: list) -> None:  # type: ignore[type-arg]
         started = time.perf_counter()
         batch = [_in_record(e) for e in events]
         expected = {p: decode_progress(table.data.get(progress_key(p)))
@@ -205,6 +213,46 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
                 for p, raw in models.items():
                     table.data[online_key(p)] = raw
 
+    async def handle_acks(events: list) -> None:  # type: ignore[type-arg]
+        """Nurses' acknowledgements: stop the escalation, announce it on the alerts topic,
+        and store the patient's state before the batch is acked."""
+        async with state_lock:
+            now_ms = int(time.time() * 1000)
+            out: list[tuple[str, bytes | None, bytes]] = []
+            changes: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+            for event in events:
+                rec = _in_record(event)
+                res = processor.acknowledge(rec, get_state, now_ms)
+                metrics.acks.labels(res.kind or "unknown", res.outcome).inc()
+                if res.dead is not None:
+                    reason = res.dead.reason
+                    metrics.rejections.labels(reason).inc()
+                    metrics.dlq.labels("record").inc()
+                    out.append((settings.topic_dlq, rec.key, encode(res.dead)))
+                if res.alert is not None and res.state is not None and res.patient is not None:
+                    out.append((settings.topic_alerts, res.patient.encode(), encode(res.alert)))
+                    key, raw = res.patient.encode(), encode_state(res.state)
+                    changes[rec.partition].append((key, raw))
+                    decoded[key] = (raw, res.state)
+                    table.data[key] = raw  # later acks in this batch see it
+                    metrics.alerts.labels(res.alert.kind, res.alert.severity, "acknowledged").inc()
+                    if res.seconds_to_ack is not None:
+                        metrics.time_to_ack.labels(res.alert.kind).observe(res.seconds_to_ack)
+            await publisher.publish(out)
+            if changes:
+                await publisher.publish_changelog(changelog, changes)
+
+    @app.agent(acks, name="acks")
+    async def acks_agent(stream: faust.StreamT) -> None:
+        await publisher.start()
+
+        def failed(exc: BaseException) -> None:
+            metrics.errors.labels("acks").inc()
+            _fatal(exc)
+
+        await MicroBatcher(handle_acks, settings.batch_max_records, settings.batch_within_s,
+                           stream.noack(), on_failure=failed).run()
+
     @app.agent(labels, name="labels")
     async def labels_agent(stream: faust.StreamT) -> None:
         await publisher.start()
@@ -218,6 +266,16 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
 
     @app.page("/metrics")
     async def metrics_page(web, request):  # type: ignore[no-untyped-def]
+        # lag and unit load are computed when scraped, for the current assignment
+        consumer = app.consumer
+        assigned = consumer.assignment() if consumer else set()
+        if consumer is not None:
+            committed = getattr(consumer, "_committed_offset", {})  # faust 0.15, next offset
+            # the agents' input topics; the table's changelog is written by Vigil itself
+            inputs = [tp for tp in assigned if tp.topic != changelog]
+            metrics.observe_consumer(inputs, consumer.highwater, committed.get)
+        metrics.publish_census({tp.partition for tp in assigned
+                                if tp.topic == settings.topic_vitals}, time.time())
         return web.bytes(generate_latest(metrics.registry),
                          headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -327,6 +385,8 @@ def _fatal(exc: BaseException) -> None:
 
 def _observe(metrics: Metrics, res, n: int, started: float) -> None:  # type: ignore[no-untyped-def]
     metrics.batch_records.observe(n)
+    metrics.scored_rows.observe(res.scored_rows)
+    metrics.observe_units(res.scores, res.states, time.time())
     for outcome, count in res.outcomes.items():
         metrics.records.labels(outcome).inc(count)
     for reason, count in res.reasons.items():
@@ -338,6 +398,14 @@ def _observe(metrics: Metrics, res, n: int, started: float) -> None:  # type: ig
     for _, a in res.alerts:
         metrics.alerts.labels(a.kind, a.severity, a.state).inc()
         metrics.event_to_alert.observe(max(0.0, (now - a.event_time).total_seconds()))
+    for (kind, cause), count in res.escalations.items():
+        metrics.escalations.labels(kind, cause).inc(count)
+    for (kind, cause), count in res.suppressed.items():
+        metrics.suppressed.labels(kind, cause).inc(count)
+    for kind, risks in res.risks.items():
+        hist = metrics.risk.labels(kind)
+        for r in risks:
+            hist.observe(r)
     for lag in res.ingest_lag_s:
         metrics.ingest_to_publish.observe(lag)
     metrics.batch_seconds.observe(time.perf_counter() - started)

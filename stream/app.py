@@ -8,6 +8,7 @@ from pathlib import Path
 
 import faust
 
+from vigil.alerts.lifecycle import Rules
 from vigil.alerts.policy import Policy
 from vigil.models.base import Scorer
 from vigil.models.clinical import News2Scorer, QsofaScorer
@@ -18,7 +19,7 @@ from vigil.stream.learning import OnlineSepsis
 from vigil.stream.processor import Processor
 from vigil.stream.windows import WindowSpec
 
-__all__ = ["build_app", "build_processor", "model_path", "online_sepsis", "sepsis_scorer",
+__all__ = ["alert_rules", "build_app", "build_processor", "model_path", "online_sepsis", "sepsis_scorer",
            "shipped_model"]
 
 
@@ -29,18 +30,25 @@ def build_processor(settings: VigilSettings) -> Processor:
     scorers = [sepsis_scorer(settings, names), News2Scorer(names)]
     online = online_sepsis(settings, scorers[0])
     overrides = {"sepsis": settings.sepsis_levels, "deterioration": settings.deterioration_levels}
-    policies = {s.target: Policy.for_scorer(s, overrides[s.target]) for s in scorers}
-    if online is not None and not settings.sepsis_levels:
-        policies["sepsis"] = Policy("sepsis", online.levels)  # the deployed score's own levels
+    ratio = settings.alert_clear_ratio
+    policies = {s.target: Policy.for_scorer(s, overrides[s.target], ratio) for s in scorers}
+    if online is not None and not settings.sepsis_levels:  # the deployed score's own levels
+        policies["sepsis"] = Policy("sepsis", online.levels, clear_ratio=ratio)
     return Processor(
         windows,
         scorers,
         policies=policies,
         score_batch_size=settings.score_batch_size,
         max_clock_skew_ms=settings.max_clock_skew_s * 1000,
-        clear_after_ms=settings.alert_clear_after_s * 1000,
+        rules=alert_rules(settings),
         online=online,
     )
+
+
+def alert_rules(settings: VigilSettings) -> Rules:
+    return Rules(clear_after_ms=settings.alert_clear_after_s * 1000,
+                 refractory_ms=settings.alert_refractory_s * 1000,
+                 escalate_after_ms=settings.alert_escalate_after_s * 1000)
 
 
 def sepsis_scorer(settings: VigilSettings, names: tuple[str, ...]) -> Scorer:

@@ -30,12 +30,19 @@ import msgspec
 import numpy as np
 
 from vigil.alerts import explain
-from vigil.alerts.lifecycle import alert_id, step
+from vigil.alerts.lifecycle import Rules, acknowledge, alert_id, step
 from vigil.alerts.policy import Policy
 from vigil.models.base import Assessment, Scorer, padded_chunks, score_chunks
 from vigil.stream.features import FeatureSpec
 from vigil.stream.learning import OnlineSepsis, online_key
-from vigil.stream.records import AlertEvent, DeadLetter, LabelRecord, Rejection, ScoreRecord
+from vigil.stream.records import (
+    ACK_DECODER,
+    AlertEvent,
+    DeadLetter,
+    LabelRecord,
+    Rejection,
+    ScoreRecord,
+)
 from vigil.stream.state import AlertTrack, PatientState
 from vigil.stream.validation import Accepted, Refused, validate
 from vigil.stream.windows import WindowSpec, admit
@@ -69,6 +76,22 @@ class BatchResult:
     reasons: Counter = field(default_factory=Counter)  # rejection reasons (records and observations)
     ingest_lag_s: list[float] = field(default_factory=list)  # Kafka timestamp -> processed
     scored_rows: int = 0
+    risks: dict[str, list[float]] = field(default_factory=dict)  # kind -> every row's risk
+    suppressed: Counter = field(default_factory=Counter)  # (kind, cause) of silent crossings
+    escalations: Counter = field(default_factory=Counter)  # (kind, cause)
+
+
+@dataclass
+class AckResult:
+    """One acknowledgement applied: its outcome, and what to publish because of it."""
+
+    outcome: str  # acknowledged | already_acknowledged | not_active | unknown_alert | rejected
+    kind: str | None = None
+    patient: str | None = None
+    state: PatientState | None = None  # changed state to store (only when acknowledged)
+    alert: AlertEvent | None = None
+    dead: DeadLetter | None = None
+    seconds_to_ack: float | None = None
 
 
 def _ms_to_dt(ms: int) -> datetime:
@@ -98,7 +121,7 @@ class Processor:
         policies: dict[str, Policy] | None = None,
         score_batch_size: int = 64,
         max_clock_skew_ms: int = 300_000,
-        clear_after_ms: int = 7_200_000,
+        rules: Rules | None = None,
         online: OnlineSepsis | None = None,
     ) -> None:
         self.windows = windows
@@ -110,7 +133,7 @@ class Processor:
         self.policies = policies or {s.target: Policy.for_scorer(s) for s in scorers}
         self.score_batch_size = score_batch_size
         self.max_clock_skew_ms = max_clock_skew_ms
-        self.clear_after_ms = clear_after_ms
+        self.rules = rules or Rules()
         self.online = online if "sepsis" in self.scorers else None
         self.names = {k: sc.name for k, sc in self.scorers.items()}
         if self.online is not None:
@@ -241,9 +264,20 @@ class Processor:
                 flag = float(details[policy.floor_flag][i]) if policy.floor_flag else 0.0
                 severity = policy.severity(risk, flag)
                 track = state.alerts.setdefault(kind, AlertTrack())
-                transition = step(track, severity, acc.event_ms, self.clear_after_ms)
-                if transition is not None:  # a snapshot: later rows may move the track on
-                    pending.append((i, kind, transition, risk, msgspec.structs.replace(track)))
+                transition = step(track, severity, policy.below_clear(risk, flag), acc.event_ms,
+                                  self.rules, risk, flag > 0)
+                if transition is None:
+                    continue
+                if transition.state == "suppressed":
+                    res.suppressed[(kind, transition.cause)] += 1
+                    continue
+                if transition.state == "escalated":
+                    res.escalations[(kind, transition.cause)] += 1
+                # a snapshot: later rows of the batch may move the track on
+                pending.append((i, kind, transition, risk, msgspec.structs.replace(
+                    track, trend=list(track.trend))))
+        for kind, a in assessed.items():
+            res.risks.setdefault(kind, []).extend(float(r) for r in a.risk if r == r)
         if pending:
             self._alerts(rows, X, assessed, details, pending, res, now_ms)
 
@@ -276,19 +310,20 @@ class Processor:
             row_details = {k: float(v[i]) for k, v in details.items()}
             found = explain.drivers(names, X[i], contributions[(i, kind)])
             aid = alert_id(row.patient, kind, track.episode_start_ms)
+            threshold = policy.threshold_for(track.severity)
             res.alerts.append((row.patient, AlertEvent(
                 alert_id=aid,
-                event_id=f"{aid}:{transition}:{acc.event_ms}",
+                event_id=f"{aid}:{transition.state}:{acc.event_ms}",
                 patient=row.patient,
                 kind=kind,  # type: ignore[arg-type]
                 severity=track.severity or "medium",  # type: ignore[arg-type]
-                state=transition,  # type: ignore[arg-type]
+                state=transition.state,  # type: ignore[arg-type]
                 risk=risk,
-                threshold=policy.threshold_for(track.severity),
+                threshold=threshold,
                 reasons=found,
                 summary=(explain.summary(name, risk, row_details, found)
-                         if transition != "resolved" else
-                         explain.resolved(name, risk, row_details, self.clear_after_ms)),
+                         if transition.state != "resolved" else
+                         explain.resolved(name, risk, row_details, self.rules.clear_after_ms)),
                 scorer=name,
                 event_time=_ms_to_dt(acc.event_ms),
                 published_at=published,
@@ -297,7 +332,74 @@ class Processor:
                 unit=state.unit,
                 bed=state.bed,
                 ingested_at=_ms_to_dt(row.rec.timestamp_ms),
+                transition_reason=explain.transition(
+                    transition.state, transition.cause, track.severity, risk, threshold,
+                    policy.clear_level, self.rules),
+                trend=track.trend,
             )))
+
+    def acknowledge(self, rec: InRecord, get_state: Callable[[str], PatientState | None],
+                    now_ms: int) -> AckResult:
+        """Apply one record of the acks topic to its patient's alert track.
+
+        An acknowledged alert stops escalating and is announced on the alerts topic (the
+        board and other consumers see who acknowledged it). Acks that cannot apply are
+        counted; unreadable ones and acks of alerts this worker never raised go to the DLQ,
+        since a nurse believes she acknowledged something.
+        """
+        try:
+            ack = ACK_DECODER.decode(rec.value)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return AckResult("rejected", dead=dead_letter(
+                rec, "record", [Rejection("schema", _short(exc))], now_ms))
+        if rec.key is not None and rec.key != ack.patient.encode():
+            return AckResult("rejected", ack.kind, ack.patient, dead=dead_letter(
+                rec, "record", [Rejection("key_mismatch", "record key is not the ack's patient")],
+                now_ms))
+        state = get_state(ack.patient)
+        track = state.alerts.get(ack.kind) if state is not None else None
+        current = (alert_id(ack.patient, ack.kind, track.episode_start_ms)
+                   if track is not None and track.episodes else None)
+        ack_ms = int(ack.acked_at.timestamp() * 1000)
+        by = ack.by or "unknown"
+        if state is not None and track is not None:
+            track = msgspec.structs.replace(track, trend=list(track.trend))
+        outcome = acknowledge(track, current, ack.alert_id, ack_ms, by)
+        if outcome == "unknown_alert":
+            return AckResult(outcome, ack.kind, ack.patient, dead=dead_letter(rec, "record", [
+                Rejection("unknown_alert", f"no current {ack.kind} alert {ack.alert_id} for this "
+                          "patient on this worker")], now_ms))
+        if outcome != "acknowledged":
+            return AckResult(outcome, ack.kind, ack.patient)
+        assert state is not None and track is not None and current is not None
+        new_state = msgspec.structs.replace(state, alerts={**state.alerts, ack.kind: track})
+        policy = self.policies[ack.kind]
+        risk = track.trend[-1] if track.trend else float("nan")
+        alert = AlertEvent(
+            alert_id=current,
+            event_id=f"{current}:acknowledged:{ack_ms}",
+            patient=ack.patient,
+            kind=ack.kind,
+            severity=track.severity or "medium",  # type: ignore[arg-type]
+            state="acknowledged",
+            risk=risk,
+            threshold=policy.threshold_for(track.severity),
+            reasons=[],
+            summary=f"Acknowledged by {by}",
+            scorer=self.names[ack.kind],
+            event_time=ack.acked_at,
+            published_at=_ms_to_dt(now_ms),
+            episode_start=_ms_to_dt(track.episode_start_ms),
+            record_id=f"{rec.topic}:{rec.partition}:{rec.offset}",
+            unit=state.unit,
+            bed=state.bed,
+            transition_reason=f"acknowledged by {by}",
+            trend=track.trend,
+            acknowledged_by=by,
+            acknowledged_at=ack.acked_at,
+        )
+        return AckResult(outcome, ack.kind, ack.patient, new_state, alert,
+                         seconds_to_ack=max(0.0, (ack_ms - track.ack_due_from_ms) / 1000))
 
     def _with_online(self, a: Assessment, X: np.ndarray, rows: list[_Row],
                      get_blob: Callable[[bytes], bytes | None] | None) -> Assessment:

@@ -105,14 +105,21 @@ class Driver(Struct, frozen=True, omit_defaults=True):
 
 
 class AlertEvent(Struct, frozen=True, omit_defaults=True):
-    """A transition of an alert (raised, escalated, resolved): the alerts topic's record."""
+    """A transition of an alert: the alerts topic's record.
+
+    ``alert_id`` names the episode (same for all its transitions); ``event_id`` names the
+    transition, so consumers deduplicate redeliveries on it. ``transition_reason`` says in
+    words why this transition happened ("risk rose to high", "unacknowledged for 30 min",
+    "acknowledged by RN 4", "below 0.02 for 2 h"); ``trend`` holds the patient's recent risks
+    for this kind, oldest first, ending with ``risk`` (the board's sparkline).
+    """
 
     alert_id: str
     event_id: str
     patient: str
     kind: Literal["sepsis", "deterioration"]
     severity: Literal["low", "medium", "high"]
-    state: Literal["raised", "escalated", "resolved"]
+    state: Literal["raised", "escalated", "acknowledged", "resolved"]
     risk: float
     threshold: float
     reasons: list[Driver]
@@ -125,6 +132,10 @@ class AlertEvent(Struct, frozen=True, omit_defaults=True):
     unit: str | None = None
     bed: str | None = None
     ingested_at: datetime | None = None
+    transition_reason: str | None = None
+    trend: list[float] = msgspec.field(default_factory=list)
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
 
 
 class Rejection(Struct, frozen=True, omit_defaults=True):
@@ -141,6 +152,7 @@ class Rejection(Struct, frozen=True, omit_defaults=True):
         "late",
         "duplicate",
         "key_mismatch",
+        "unknown_alert",
         "internal_error",
     ]
     detail: str
@@ -189,3 +201,4 @@ LABEL_DECODER = msgspec.json.Decoder(LabelRecord)
 ALERT_DECODER = msgspec.json.Decoder(AlertEvent)
 SCORE_DECODER = msgspec.json.Decoder(ScoreRecord)
 DLQ_DECODER = msgspec.json.Decoder(DeadLetter)
+ACK_DECODER = msgspec.json.Decoder(AckEvent)

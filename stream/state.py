@@ -29,6 +29,14 @@ class AlertTrack(Struct, array_like=True, omit_defaults=True):
     below_since_ms: int = -1
     last_ms: int = -1
     episodes: int = 0
+    # appended fields keep older array-encoded states decodable
+    peak: str = ""  # highest severity of the current (or last) episode
+    resolved_ms: int = -1  # when the last episode resolved: the refractory period's start
+    ack_due_from_ms: int = -1  # raise or last severity escalation: the escalation clock
+    acked_ms: int = -1
+    acked_by: str = ""
+    unacked_escalated: bool = False
+    trend: list[float] = msgspec.field(default_factory=list)  # recent risks, oldest first
 
 
 class PatientState(Struct, omit_defaults=True):

@@ -9,13 +9,13 @@ duplicate nor change anything.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from vigil.runtime import OutputCollector, WorkerProcess
 from vigil.stream.app import build_processor
@@ -86,10 +86,12 @@ def produce(settings, items: list[tuple[str, bytes]]) -> None:
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    sel = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pat = re.escape(name) + (r"\{" + re.escape(sel) + r"\}" if sel else "") + r" ([0-9.e+]+)"
-    m = re.search(pat, text)
-    return float(m.group(1)) if m else 0.0
+    """The sample ``name{labels}`` of an exposition (labels in any order), 0 if absent."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
 
 
 @pytest.fixture
@@ -142,7 +144,7 @@ def test_replay_with_bad_events_is_fully_accounted_for(broker_settings, worker, 
     for a in collector.alerts.values():
         assert a.summary and a.bed and a.patient.startswith("pt-")
         if a.state == "resolved":
-            assert "below the alert level" in a.summary
+            assert "below the clear level" in a.summary and a.transition_reason
         else:
             assert a.reasons, a  # a raised or escalated alert always says why
 
@@ -180,3 +182,63 @@ def test_dead_letters_keep_the_original_payload(broker_settings, worker) -> None
     assert originals == sorted(payloads)
     assert {d.reason for d in got} == {"schema", "malformed_json"}
     assert all(d.topic == s.topic_vitals and d.rejections for d in got)
+
+
+def test_an_acknowledgement_on_the_acks_topic_reaches_the_alert(broker_settings, worker) -> None:
+    """A nurse acks through Kafka: the worker records it, stops the escalation, says so on
+    the alerts topic, and counts the time to acknowledge."""
+    s = broker_settings
+    now = datetime.now(UTC)
+    sick = [{"code": c, "value": v} for c, v in
+            dict(HR=125, RR=30, SBP=85, SpO2=89, Temp=39.4).items()]
+
+    def vitals(minutes_ago: int) -> tuple[str, bytes]:
+        t = (now - timedelta(minutes=minutes_ago)).isoformat()
+        return "pt-ack-1", json.dumps({"patient": "pt-ack-1", "event_time": t, "bed": "B-07",
+                                       "event_id": f"ack-{minutes_ago}",
+                                       "observations": sick}).encode()
+
+    collector = OutputCollector(s).start()
+    try:
+        produce(s, [vitals(40)])
+        deadline = time.monotonic() + 60
+        raised = None
+        while raised is None and time.monotonic() < deadline:
+            raised = next((a for a in list(collector.alerts.values())
+                           if a.kind == "deterioration" and a.state == "raised"), None)
+            time.sleep(0.2)
+        assert raised is not None, "no deterioration alert for sustained abnormal vitals"
+        ack = {"alert_id": raised.alert_id, "patient": "pt-ack-1", "kind": "deterioration",
+               "acked_at": (now - timedelta(minutes=30)).isoformat(), "by": "RN 4"}
+        p = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        p.send(s.topic_acks, key=b"pt-ack-1", value=json.dumps(ack).encode())
+        p.send(s.topic_acks, key=b"pt-ack-1", value=json.dumps(ack).encode())  # a double click
+        p.flush()
+        p.close()
+        acked = None
+        deadline = time.monotonic() + 60
+        while acked is None and time.monotonic() < deadline:
+            acked = next((a for a in list(collector.alerts.values())
+                          if a.state == "acknowledged"), None)
+            time.sleep(0.2)
+        assert acked is not None and acked.alert_id == raised.alert_id
+        assert acked.acknowledged_by == "RN 4" and acked.bed == "B-07"
+        produce(s, [vitals(0)])  # 40 min later: sepsis (unacked) escalates, deterioration not
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                a.state == "escalated" for a in list(collector.alerts.values())):
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        collector.stop()
+    escalated = [a for a in collector.alerts.values() if a.state == "escalated"]
+    assert [a.kind for a in escalated] == ["sepsis"]
+    assert "unacknowledged" in (escalated[0].transition_reason or "")
+    text = worker.metrics_text()
+    assert metric(text, "vigil_alert_acks_total", kind="deterioration",
+                  outcome="acknowledged") == 1
+    assert metric(text, "vigil_alert_acks_total", kind="deterioration",
+                  outcome="already_acknowledged") == 1
+    assert metric(text, "vigil_alert_time_to_ack_seconds_count", kind="deterioration") == 1
+    assert metric(text, "vigil_alert_escalations_total", kind="sepsis",
+                  cause="unacknowledged") == 1

@@ -94,8 +94,23 @@ class VigilSettings(BaseSettings):
     )
     deterioration_levels: tuple[tuple[float, str], ...] | None = None
     alert_clear_after_s: int = Field(
-        default=7200, ge=0, description="Risk must stay below the alert level this long to resolve."
+        default=7200, ge=0, description="Risk must stay below the clear level this long to resolve."
     )
+    alert_clear_ratio: float = Field(
+        default=0.8, gt=0, le=1,
+        description="Hysteresis: an alert clears only below this fraction of its raise threshold.")
+    alert_refractory_s: int = Field(
+        default=4 * 3600, ge=0,
+        description="After an alert resolves, no new alert of that kind for the patient unless "
+                    "the severity is higher than the last episode's.")
+    alert_escalate_after_s: int = Field(
+        default=1800, ge=60,
+        description="An alert nobody acknowledged escalates (once, one level up) after this long.")
+
+    # --- alert board ------------------------------------------------------------------
+    board_host: str = Field(default="127.0.0.1",
+                            description="Interface of `vigil board` (0.0.0.0 in a container).")
+    board_port: int = Field(default=8088, ge=1, le=65535)
 
     # --- privacy ------------------------------------------------------------------------
     pseudonym_key: SecretStr = Field(

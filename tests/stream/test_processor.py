@@ -128,3 +128,51 @@ def test_results_do_not_depend_on_batch_boundaries(sample_2019) -> None:
     for k in sa:  # same windows and lifecycle, whatever the partition offsets were
         assert sa[k].series == sb[k].series and sa[k].alerts == sb[k].alerts
     assert np.isfinite([s.risks["sepsis"] for _, s in a.scores]).all()
+
+
+def ack(offset: int, alert_id: str, kind: str = "deterioration", minute: int = 30,
+        patient: str = "pt-1") -> InRecord:
+    t = datetime.fromtimestamp((T0 + minute * 60_000) / 1000, tz=UTC).isoformat()
+    body = json.dumps({"alert_id": alert_id, "patient": patient, "kind": kind,
+                       "acked_at": t, "by": "RN 4"}).encode()
+    return InRecord("vigil.acks", 0, offset, patient.encode(), body, NOW)
+
+
+def test_an_acknowledgement_stops_escalation_and_is_announced(proc: Processor) -> None:
+    states: dict = {}
+    first = proc.process([rec(0, vitals("pt-1", 0, **SICK))], states.get, NOW)
+    states.update({p: s for p, (_, s) in first.states.items()})
+    raised = next(a for _, a in first.alerts if a.kind == "deterioration")
+    assert raised.state == "raised" and raised.transition_reason and raised.trend
+
+    res = proc.acknowledge(ack(0, raised.alert_id), states.get, NOW)
+    assert res.outcome == "acknowledged" and res.seconds_to_ack == 30 * 60
+    assert res.alert is not None and res.alert.state == "acknowledged"
+    assert res.alert.alert_id == raised.alert_id and res.alert.acknowledged_by == "RN 4"
+    assert states["pt-1"].alerts["deterioration"].acked_ms < 0  # state is copied, not mutated
+    states["pt-1"] = res.state
+    assert proc.acknowledge(ack(1, raised.alert_id), states.get, NOW).outcome == \
+        "already_acknowledged"
+
+    later = proc.process([rec(h, vitals("pt-1", h, **SICK)) for h in (1, 2, 3)], states.get, NOW)
+    escalated = [(a.kind, a.transition_reason) for _, a in later.alerts if a.state == "escalated"]
+    # sepsis was never acknowledged: it escalates once; deterioration was: it does not
+    assert [k for k, _ in escalated] == ["sepsis"]
+    assert "unacknowledged for 30 min" in escalated[0][1]
+    assert later.escalations == {("sepsis", "unacknowledged"): 1}
+
+
+def test_acks_that_cannot_apply_are_counted_and_dead_lettered(proc: Processor) -> None:
+    states: dict = {}
+    first = proc.process([rec(0, vitals("pt-1", 0, **SICK))], states.get, NOW)
+    states.update({p: s for p, (_, s) in first.states.items()})
+    unknown = proc.acknowledge(ack(0, "f" * 20), states.get, NOW)
+    assert unknown.outcome == "unknown_alert" and unknown.dead.reason == "unknown_alert"
+    nobody = proc.acknowledge(ack(1, "f" * 20, patient="pt-9"), states.get, NOW)
+    assert nobody.outcome == "unknown_alert" and nobody.dead is not None
+    bad = proc.acknowledge(InRecord("vigil.acks", 0, 2, b"pt-1", b"{not json", NOW),
+                           states.get, NOW)
+    assert bad.outcome == "rejected" and bad.dead.reason == "schema"
+    aid = first.alerts[0][1].alert_id
+    moved = InRecord("vigil.acks", 0, 3, b"pt-2", ack(3, aid).value, NOW)
+    assert proc.acknowledge(moved, states.get, NOW).dead.reason == "key_mismatch"

@@ -9,7 +9,7 @@ import numpy as np
 from vigil.evaluation.metrics import best_threshold, pr_curve, roc_curve, warning_hours
 from vigil.models.utility import normalized_utility
 
-__all__ = ["write_plots"]
+__all__ = ["burden_plot", "patient_roc", "write_plots"]
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -94,3 +94,40 @@ def _save(fig, path: Path) -> str:  # type: ignore[no-untyped-def]
     fig.savefig(path, dpi=110)
     _plt().close(fig)
     return path.name
+
+
+def patient_roc(path: Path, y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, s in scores.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, lw=1.5, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate (patients)", ylabel="true positive rate (patients)",
+           title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, Path(path))
+
+
+def burden_plot(path: Path, burden: dict[str, dict[str, dict]]) -> str:
+    """Alerts per patient-day by mode (every hour / crossings / full policy), per score,
+    with the sensitivity each reaches written on its bar."""
+    plt = _plt()
+    names = list(burden)
+    modes = list(next(iter(burden.values())))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(modes)
+    for j, mode in enumerate(modes):
+        xs = np.arange(len(names)) + (j - (len(modes) - 1) / 2) * width
+        vals = [burden[n][mode]["alerts_per_patient_day"] for n in names]
+        bars = ax.bar(xs, vals, width, label=mode)
+        for b, n in zip(bars, names):
+            ax.annotate(f"sens {burden[n][mode]['sensitivity']:.2f}",
+                        (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
+                        va="bottom", fontsize=7)
+    ax.set_xticks(np.arange(len(names)), names)
+    ax.set(ylabel="alerts per patient-day",
+           title="Alert burden: raw threshold vs the alert lifecycle (held-out patients)")
+    ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, Path(path))

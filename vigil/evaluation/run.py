@@ -28,7 +28,7 @@ from vigil.models.online import replay_online
 from vigil.settings import VigilSettings
 from vigil.stream.offline import FeatureTable
 
-__all__ = ["evaluate_sepsis", "comparator_paths", "AGE_BANDS"]
+__all__ = ["AGE_BANDS", "PROXY_NOTE", "comparator_paths", "evaluate_deterioration", "evaluate_sepsis"]
 
 AGE_BANDS = ((0, 45, "<45"), (45, 65, "45-64"), (65, 80, "65-79"), (80, 200, ">=80"))
 
@@ -68,7 +68,9 @@ def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings, model_dir: P
             msg += " and they are left out (--exclude-training)"
         warnings.warn(msg, stacklevel=1)
         notes.append(msg)
-    keep = np.ones(table.n_patients, bool)
+    keep = np.array([d == "physionet2019" for d in table.datasets])  # sepsis labels: 2019 only
+    if not keep.any():
+        raise SystemExit(f"no PhysioNet 2019 stays in {data}")
     if exclude_training and overlap:
         keep[overlap] = False
     patients = np.flatnonzero(keep)
@@ -95,16 +97,18 @@ def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings, model_dir: P
         thresholds = json.loads(paths["thresholds"].read_text()) if paths["thresholds"].exists() else {}
         booster = lgb.Booster(model_file=str(paths["gbm"]))
         risks["gbm"] = (booster.predict(table.X[rows]), float(thresholds.get("gbm", 0.02)))
-    deployed = "hybrid-quantum"
+    deployed, levels = "hybrid-quantum", tuple(artifact.levels)
     if DeployedSepsis.present(model_dir):
         combo = DeployedSepsis.load(model_dir)
         p_hybrid = risks["hybrid-quantum"][0]
         Z = artifact.normaliser.transform(table.X[rows])
-        risks["deployed (hybrid + online)"] = (
-            combo.stack(p_hybrid, replay_online(combo.online, Z, y, pat)), combo.levels[0][0])
+        p_online = replay_online(combo.online, Z, y, pat)
+        if "online_threshold" in combo.metrics:
+            risks["online River"] = (p_online, float(combo.metrics["online_threshold"]))
+        risks["deployed (hybrid + online)"] = (combo.stack(p_hybrid, p_online), combo.levels[0][0])
         risks["deployed, no online learning"] = (
             combo.stack(p_hybrid, combo.online.predict(Z)), combo.levels[0][0])
-        deployed = "deployed (hybrid + online)"
+        deployed, levels = "deployed (hybrid + online)", tuple(combo.levels)
 
     groups = _patient_groups(pat)
     report: dict = {"deployed": deployed, "patients": int(len(patients)), "rows": int(len(rows)),
@@ -121,13 +125,96 @@ def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings, model_dir: P
         name: best_threshold(y, risk, pat)[1] for name, (risk, _) in risks.items()
         if name.startswith(("hybrid", "gbm", "deployed"))}
     report["subgroups"] = _subgroups(table, patients, rows, y, pat, risks)
+    report["alert_burden"] = _burden(settings, y, table.hours[rows], groups, risks, deployed,
+                                     levels)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if plots:
-        from vigil.evaluation.plots import write_plots
+        from vigil.evaluation.plots import burden_plot, write_plots
 
-        report["plots"] = write_plots(out, y, pat, risks, deployed)
+        report["plots"] = write_plots(out, y, pat, risks, deployed) + [
+            burden_plot(out / "alert_burden.png", report["alert_burden"])]
     (out / "metrics.json").write_text(json.dumps(_clean(report), indent=1))
     return report
+
+
+PROXY_NOTE = ("In-hospital death is a proxy for deterioration / cardiac arrest: no open data "
+              "set labels arrest. Scores are judged on whether they flagged patients who later "
+              "died, as NEWS and eCART were validated.")
+
+
+def evaluate_deterioration(data: Path, out: Path, settings: VigilSettings, *,
+                           progress: bool = True, cache_dir: Path | None = Path(".vigil-cache"),
+                           limit: int | None = None, plots: bool = True) -> dict:
+    """The deterioration scores on PhysioNet 2012 (first 48 h), against in-hospital death.
+
+    Every charted time is a row (features from data up to it). A patient counts as flagged
+    by a score if any row alerts; AUROC/AUPRC rank patients by their highest score in the
+    48 h. The deployed rule is NEWS2 >= 7 or any single red parameter (RCP 2017).
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = feature_table(data, settings, limit=limit, cache_dir=cache_dir, progress=progress)
+    rows = np.flatnonzero(np.array([table.datasets[p] == "physionet2012" for p in table.patient]))
+    if not len(rows):
+        raise SystemExit(f"no PhysioNet 2012 stays in {data}")
+    inputs = ClinicalInputs(table.names)
+    d = clinical_details(inputs, table.X[rows].astype(np.float64))
+    pat = table.patient[rows]
+    hours = table.hours[rows]
+    died = table.label[rows]
+    rules = {
+        "NEWS2>=7 or red (deployed)": (d["news2"] / 20.0, (d["news2"] >= 7) | (d["news2_red"] > 0)),
+        "NEWS2>=5": (d["news2"] / 20.0, d["news2"] >= 5),
+        "qSOFA>=2": (d["qsofa"] / 3.0, d["qsofa"] >= 2),
+        "SIRS>=2": (d["sirs"] / 4.0, d["sirs"] >= 2),
+        "shock index>=1": (np.nan_to_num(d["shock_index"]), np.nan_to_num(d["shock_index"]) >= 1),
+    }
+    groups = _patient_groups(pat)
+    y_pat = np.array([died[g[0]] for g in groups])
+    days = sum(max(1.0, float(hours[g].max() - hours[g].min())) for g in groups) / 24.0
+    report: dict = {"deployed": "NEWS2>=7 or red (deployed)", "label": "in-hospital death",
+                    "notes": [PROXY_NOTE], "patients": len(groups), "rows": int(len(rows)),
+                    "deaths": int(y_pat.sum()), "data": str(data), "scorers": {}}
+    for name, (score, alert) in rules.items():
+        top = np.array([score[g].max() for g in groups])
+        flagged = np.array([alert[g].any() for g in groups])
+        episodes = sum(int(alert[g][0]) + int(np.sum(alert[g][1:] & ~alert[g][:-1]))
+                       for g in groups)
+        first = [float(hours[g][np.argmax(alert[g])]) for g, f, y in zip(groups, flagged, y_pat)
+                 if f and y]
+        report["scorers"][name] = {
+            "auroc": auroc(y_pat, top), "auprc": auprc(y_pat, top),
+            "sensitivity": float(flagged[y_pat == 1].mean()),
+            "flagged_survivors": float(flagged[y_pat == 0].mean()),
+            "alerts_per_patient_day": episodes / days,
+            "median_hours_to_first_alert_in_deaths": float(np.median(first)) if first else None,
+        }
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    if plots:
+        from vigil.evaluation.plots import patient_roc
+
+        report["plots"] = [patient_roc(out / "deterioration_roc.png", y_pat, {
+            name: np.array([score[g].max() for g in groups]) for name, (score, _) in rules.items()},
+            "Highest score in 48 h vs in-hospital death (a proxy)")]
+    (out / "metrics.json").write_text(json.dumps(_clean(report), indent=1))
+    return report
+
+
+def _burden(settings: VigilSettings, y: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],
+            risks: dict[str, tuple[np.ndarray, float]], deployed: str,
+            levels: tuple[tuple[float, str], ...]) -> dict[str, dict]:
+    """The lifecycle's effect on what nurses receive (see :mod:`vigil.evaluation.burden`)."""
+    from vigil.alerts.policy import Policy
+    from vigil.evaluation.burden import burden_table
+    from vigil.stream.app import alert_rules
+
+    ratio = settings.alert_clear_ratio
+    scores = {deployed: (risks[deployed][0], Policy("sepsis", tuple(levels), clear_ratio=ratio)),
+              "NEWS2>=5": (risks["NEWS2>=5"][0],
+                           Policy("sepsis", ((5 / 20, "medium"), (7 / 20, "high")),
+                                  clear_ratio=ratio))}
+    return burden_table(y, hours, groups, scores, alert_rules(settings))
 
 
 def _patient_groups(pat: np.ndarray) -> list[np.ndarray]:
