@@ -17,7 +17,8 @@ pytestmark = pytest.mark.broker
 
 def test_demo_until_done_accounts_for_every_record(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env.update(VIGIL_EMBEDDED_BROKER_PORT=str(free_port()), VIGIL_WEB_PORT=str(free_port()))
+    env.update(VIGIL_EMBEDDED_BROKER_PORT=str(free_port()), VIGIL_WEB_PORT=str(free_port()),
+               VIGIL_BOARD_PORT=str(free_port()))
     out = subprocess.run(
         [sys.executable, "-m", "vigil", "demo", "--data", str(sample_path("physionet2019")),
          "--patients", "8", "--speed", "0", "--until-done"],
@@ -32,6 +33,9 @@ def test_demo_until_done_accounts_for_every_record(tmp_path) -> None:
     assert summary["alerts"]["sepsis"] + summary["alerts"]["deterioration"] > 0
     assert "NEWS2" in out.stdout or "qSOFA" in out.stdout  # alerts were shown as they came
     assert summary["records_per_s"] > 0
+    # the alert board ran beside it and shows every alert episode the stream published
+    assert summary["board"]["url"] in out.stdout
+    assert summary["board"]["alerts"] == summary["alert_episodes"] > 0
 
 
 def test_every_command_has_help() -> None:

@@ -65,6 +65,21 @@ def worker(web_port: Annotated[int | None, typer.Option(help="Port of /metrics a
 
 
 @app.command()
+def board(host: Annotated[str | None, typer.Option(help="Interface to listen on (default VIGIL_BOARD_HOST).")] = None,
+          port: Annotated[int | None, typer.Option(help="Port of the board page (default VIGIL_BOARD_PORT).")] = None) -> None:
+    """Serve the live alert board (alerts and acks topics; Acknowledge produces an ack)."""
+    from vigil.board import run_board
+
+    s = _settings()
+    s = s.model_copy(update={k: v for k, v in (("board_host", host), ("board_port", port))
+                             if v is not None})
+    _logging(s.log_level)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    typer.echo(f"alert board on http://{s.board_host}:{s.board_port}/ (Kafka {s.bootstrap_servers})")
+    run_board(s)
+
+
+@app.command()
 def replay(
     path: Annotated[Path | None, typer.Argument(help="PhysioNet 2019/2012 folder or .tar.gz archive (default: the shipped sample).")] = None,
     speed: Annotated[float, typer.Option(help="Event-time seconds per wall second; 0 = as fast as possible.")] = 3600.0,
@@ -92,13 +107,15 @@ def demo(
     speed: Annotated[float, typer.Option(help="Event-time seconds per wall second; 0 = as fast as possible.")] = 3600.0,
     until_done: Annotated[bool, typer.Option("--until-done", help="Exit once every replayed record is processed and print a JSON summary.")] = False,
     workers: Annotated[int, typer.Option(help="faust workers in the consumer group.")] = 1,
+    board: Annotated[bool, typer.Option(help="Serve the live alert board (VIGIL_BOARD_PORT).")] = True,
 ) -> None:
-    """Embedded broker + worker + replay of real ICU data, with alerts shown live."""
+    """Embedded broker + worker + replay of real ICU data, with alerts shown live (terminal
+    and the alert board)."""
     from vigil.demo import run_demo
 
     _logging("warning")
     summary = run_demo(_settings(), data=data, limit=patients, speed=speed,
-                       until_done=until_done, workers=workers)
+                       until_done=until_done, workers=workers, board=board)
     if summary is not None:
         typer.echo(json.dumps(summary))
 
@@ -127,22 +144,37 @@ def train(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option(help="PhysioNet 2019 folder or .tar.gz.")],
+    data: Annotated[Path, typer.Option(help="PhysioNet 2019 and/or 2012 folder or .tar.gz.")],
     out: Annotated[Path, typer.Option(help="Where metrics.json and the PNG plots go.")] = Path("evaluation"),
-    model: Annotated[Path | None, typer.Option(help="Artifact directory (default: the shipped one).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Sepsis artifact directory (default: the shipped one).")] = None,
     patients: Annotated[int | None, typer.Option(help="Only the first N patients.")] = None,
     exclude_training: Annotated[bool, typer.Option(help="Leave out the artifact's training patients.")] = False,
 ) -> None:
-    """Score every patient with every sepsis scorer, causally, and report and plot the results."""
-    from vigil.evaluation.run import evaluate_sepsis
+    """Score every patient, causally: sepsis scorers on PhysioNet 2019 stays, deterioration
+    scores on 2012 stays (against in-hospital death, a proxy); report and plot the results."""
+    from vigil.evaluation.run import evaluate_deterioration, evaluate_sepsis
     from vigil.stream.app import shipped_model
+    from vigil.stream.replay.sources import list_files
 
     _logging("warning")
-    report = evaluate_sepsis(data, out, _settings(), model or shipped_model(), limit=patients,
-                             exclude_training=exclude_training)
-    typer.echo(json.dumps({"deployed": report["deployed"], "patients": report["patients"],
-                           "scorers": report["scorers"], "seconds": report["seconds"]},
-                          default=float))
+    names = list_files(data)
+    has_2019 = any(n.endswith(".psv") for n in names)
+    has_2012 = any(n.endswith(".txt") and "utcomes" not in n for n in names)
+    if not (has_2019 or has_2012):
+        raise typer.BadParameter(f"no PhysioNet 2019 (.psv) or 2012 (.txt) records in {data}")
+    both = has_2019 and has_2012
+    summary: dict = {}
+    if has_2019:
+        r = evaluate_sepsis(data, out / "sepsis" if both else out, _settings(),
+                            model or shipped_model(), limit=patients,
+                            exclude_training=exclude_training)
+        summary["sepsis"] = {k: r[k] for k in ("deployed", "patients", "scorers", "seconds")}
+    if has_2012:
+        r = evaluate_deterioration(data, out / "deterioration" if both else out, _settings(),
+                                   limit=patients)
+        summary["deterioration"] = {k: r[k] for k in ("deployed", "label", "patients",
+                                                      "scorers", "seconds")}
+    typer.echo(json.dumps(summary, default=float))
 
 
 @app.command("settings")

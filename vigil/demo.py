@@ -7,11 +7,13 @@ alerts read back from the alerts topic.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter, deque
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vigil.broker import EmbeddedBroker, free_port
-from vigil.runtime import OutputCollector, WorkerProcess
+from vigil.runtime import BoardProcess, OutputCollector, WorkerProcess
 from vigil.sample import sample_path
 from vigil.settings import VigilSettings
 from vigil.stream.records import AlertEvent
@@ -34,7 +36,8 @@ from vigil.stream.topics import ensure_topics
 __all__ = ["run_demo"]
 
 _STYLE = {"high": "bold white on red", "medium": "bold black on yellow", "low": "cyan"}
-_STATE = {"raised": "RAISED", "escalated": "ESCALATED ↑", "resolved": "resolved"}
+_STATE = {"raised": "RAISED", "escalated": "ESCALATED ↑", "acknowledged": "acked ✓",
+          "resolved": "resolved"}
 
 
 def _port_free(port: int) -> bool:
@@ -46,11 +49,11 @@ class _Board:
     """The terminal view: counters and the latest alert transitions, newest first."""
 
     def __init__(self, console: Console, collector: OutputCollector, produced: list[int],
-                 metrics_urls: list[str]) -> None:
+                 links: list[str]) -> None:
         self.console = console
         self.collector = collector
         self.produced = produced
-        self.metrics_urls = metrics_urls
+        self.links = links
         self.recent: deque[AlertEvent] = deque(maxlen=14)
         self.lock = threading.Lock()
 
@@ -69,7 +72,7 @@ class _Board:
             f"rejected {len(c.dlq_record_ids):,}  ",
             ("sepsis alerts ", "bold"), f"{raised['sepsis']}  ",
             ("deterioration alerts ", "bold"), f"{raised['deterioration']}\n",
-            (f"metrics: {', '.join(self.metrics_urls)}   Ctrl-C stops everything", "dim"),
+            (f"{'   '.join(self.links)}   Ctrl-C stops everything", "dim"),
         )
         t = Table(expand=True, box=box.SIMPLE_HEAD, padding=(0, 1), header_style="bold")
         t.add_column("event time", no_wrap=True)
@@ -87,6 +90,23 @@ class _Board:
         return Group(head, t)
 
 
+def _board_count(board: BoardProcess, expected: int, timeout_s: float = 15.0) -> int:
+    """Alerts (active + recently resolved) the board shows, once it has caught up."""
+    deadline = time.monotonic() + timeout_s
+    n = -1
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{board.url}/api/alerts", timeout=2) as r:
+                view = json.loads(r.read())
+            n = len(view["active"]) + len(view["resolved"])
+        except OSError:
+            pass
+        if n >= expected:
+            break
+        time.sleep(0.2)
+    return n
+
+
 def _line(a: AlertEvent) -> str:
     return (f"{a.event_time:%m-%d %H:%M}  {a.bed or '-':9s} {a.patient[:11]}  "
             f"{a.kind:13s} {a.severity:6s} {_STATE[a.state]:11s} risk {a.risk:.2f}  {a.summary}")
@@ -94,7 +114,8 @@ def _line(a: AlertEvent) -> str:
 
 def run_demo(settings: VigilSettings, *, data: Path | None = None, limit: int | None = None,
              speed: float = 3600.0, until_done: bool = False, workers: int = 1,
-             timeout_s: float = 1800.0, console: Console | None = None) -> dict | None:
+             timeout_s: float = 1800.0, console: Console | None = None,
+             board: bool = True) -> dict | None:
     console = console or Console()
     path = Path(data) if data else sample_path()
     stays = load_stays(path, limit)
@@ -103,6 +124,7 @@ def run_demo(settings: VigilSettings, *, data: Path | None = None, limit: int | 
     workdir = Path(tempfile.mkdtemp(prefix="vigil-demo-"))
     broker: EmbeddedBroker | None = None
     procs: list[WorkerProcess] = []
+    board_proc: BoardProcess | None = None
     collector: OutputCollector | None = None
     stop = threading.Event()
     try:
@@ -124,11 +146,17 @@ def run_demo(settings: VigilSettings, *, data: Path | None = None, limit: int | 
             port = port if _port_free(port) else free_port()
             procs.append(WorkerProcess(settings, web_port=port,
                                        log_path=workdir / f"worker-{i}.log").start())
+        links = [f"metrics: {', '.join(f'{p.url}/metrics' for p in procs)}"]
+        if board:
+            port = settings.board_port if _port_free(settings.board_port) else None
+            board_proc = BoardProcess(settings, workdir / "board.log", port).start()
+            links.insert(0, f"alert board: {board_proc.url}/")
+            console.print(f"[bold]alert board[/] {board_proc.url}/  (acknowledge alerts there)")
         for p in procs:
             p.wait_ready()
         produced = [0]
         collector = OutputCollector(settings)
-        board = _Board(console, collector, produced, [f"{p.url}/metrics" for p in procs])
+        board = _Board(console, collector, produced, links)
         collector.on_alert = board.on_alert
         collector.start()
         timeline = Timeline(stays, settings.pseudonym_key.get_secret_value(),
@@ -177,6 +205,8 @@ def run_demo(settings: VigilSettings, *, data: Path | None = None, limit: int | 
         stats = stats_box[0]
         elapsed = (done_at or time.perf_counter()) - started
         raised = Counter(a.kind for a in collector.alerts.values() if a.state == "raised")
+        episodes = len({a.alert_id for a in collector.alerts.values()})
+        on_board = _board_count(board_proc, episodes) if board_proc else None
         return {
             "produced": stats.vitals,
             "accepted": len(collector.score_ids),
@@ -188,6 +218,8 @@ def run_demo(settings: VigilSettings, *, data: Path | None = None, limit: int | 
             "partially_accepted": len(collector.dlq_observation_ids),
             "alert_transitions": len(collector.alerts),
             "labels": stats.labels,
+            "alert_episodes": episodes,
+            "board": {"url": f"{board_proc.url}/", "alerts": on_board} if board_proc else None,
         }
     except KeyboardInterrupt:
         console.print("\n[bold]stopping…[/]")
@@ -198,6 +230,8 @@ def run_demo(settings: VigilSettings, *, data: Path | None = None, limit: int | 
             collector.stop()
         for p in procs:
             p.stop()
+        if board_proc is not None:
+            board_proc.stop()
         if broker is not None:
             broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vigil.broker import die_with_parent
+from vigil.broker import die_with_parent, free_port
 from vigil.settings import VigilSettings
 from vigil.stream.records import ALERT_DECODER, DLQ_DECODER, SCORE_DECODER, AlertEvent
 
-__all__ = ["WorkerProcess", "OutputCollector", "settings_env"]
+__all__ = ["BoardProcess", "WorkerProcess", "OutputCollector", "settings_env"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,54 @@ def settings_env(settings: VigilSettings) -> dict[str, str]:
             value = json.dumps(value)
         env[f"VIGIL_{name.upper()}"] = str(value)
     return env
+
+
+class BoardProcess:
+    """``vigil board`` in a subprocess on its own port (the demo and the browser test)."""
+
+    def __init__(self, settings: VigilSettings, log_path: Path, port: int | None = None) -> None:
+        self.settings = settings.model_copy(update={"board_port": port or free_port()})
+        self.url = f"http://127.0.0.1:{self.settings.board_port}"
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 30.0) -> BoardProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+        env.update(settings_env(self.settings))
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "vigil", "board"], env=env,
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         preexec_fn=die_with_parent)
+        deadline = time.monotonic() + timeout_s
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"board not ready; log:\n{self.log_path.read_text()}")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"vigil board exited; log:\n{self.log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def __enter__(self) -> BoardProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class WorkerProcess:
