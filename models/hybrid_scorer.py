@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vigil.metrics import watch_jax_compilations
 from vigil.models.artifact import ModelArtifact
 from vigil.models.base import Assessment, Target
 from vigil.models.hybrid import make_logit_fn
@@ -26,6 +27,9 @@ class HybridScorer:
     floor_flag = None
 
     def __init__(self, artifact: ModelArtifact, feature_names: tuple[str, ...]) -> None:
+        # every compilation from here on is counted (vigil_jax_compilations_total): the
+        # stream should compile once per fixed batch shape, at warm-up, and never again
+        watch_jax_compilations()
         self.artifact = artifact
         self.name = f"{artifact.name}@{artifact.version}"
         self.target: Target = artifact.target  # type: ignore[assignment]

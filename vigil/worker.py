@@ -45,6 +45,11 @@ def prepare_worker(settings: VigilSettings) -> Wiring:
     log.info("scorers compiled in %.1f s", processor.warm_up())
     wiring = wire(build_app(settings), settings, processor, metrics)
     metrics.broker_offsets_exact.set(1 if exact else 0)
+    artifact = getattr(processor.scorers.get("sepsis"), "artifact", None)
+    metrics.add_worker_info(
+        model_artifact=f"{artifact.name}@{artifact.version}" if artifact else "none",
+        score_batch_size=str(settings.score_batch_size),
+        partitions=str(settings.partitions))
     return wiring
 
 
