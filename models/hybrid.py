@@ -28,6 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 import pennylane as qml
 
+# On GPUs JAX computes float32 matmuls in TF32 by default: on an H100 the circuit's
+# expectation values then moved by up to 3.8e-3 (bench/qnn.py, docs/benchmarks/qnn-h100.txt)
+# and it was not faster. Full precision keeps a GPU worker's risks equal to the evaluation's.
+jax.config.update("jax_default_matmul_precision", "highest")
+
 __all__ = ["HybridSpec", "angles", "init_params", "make_logit_fn", "param_count", "readout"]
 
 
