@@ -86,7 +86,7 @@ class _Board:
             alert = Text.assemble((f"{a.kind} ", "bold"), (a.severity, _STYLE.get(a.severity, "")),
                                   f" {_STATE[a.state]}")
             t.add_row(a.event_time.strftime("%m-%d %H:%M"), a.bed or a.patient[:11], alert,
-                      f"{a.risk:.2f}", a.summary)
+                      f"{a.risk:.2f}", _why(a))
         return Group(head, t)
 
 
@@ -107,9 +107,16 @@ def _board_count(board: BoardProcess, expected: int, timeout_s: float = 15.0) ->
     return n
 
 
+def _why(a: AlertEvent) -> str:
+    """The drivers, and for an escalation or acknowledgement what caused it."""
+    if a.state in ("escalated", "acknowledged") and a.transition_reason:
+        return f"{a.summary} [{a.transition_reason}]"
+    return a.summary
+
+
 def _line(a: AlertEvent) -> str:
     return (f"{a.event_time:%m-%d %H:%M}  {a.bed or '-':9s} {a.patient[:11]}  "
-            f"{a.kind:13s} {a.severity:6s} {_STATE[a.state]:11s} risk {a.risk:.2f}  {a.summary}")
+            f"{a.kind:13s} {a.severity:6s} {_STATE[a.state]:11s} risk {a.risk:.2f}  {_why(a)}")
 
 
 def run_demo(settings: VigilSettings, *, data: Path | None = None, limit: int | None = None,
