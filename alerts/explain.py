@@ -109,5 +109,12 @@ def transition(state: str, cause: str, severity: str, risk: float, threshold: fl
 
 
 def _span(ms: int) -> str:
+    """A duration as a nurse says it.
+
+    >>> [_span(ms) for ms in (10_000, 1_800_000, 7_200_000)]
+    ['10 s', '30 min', '2 h']
+    """
+    if ms < 60_000:
+        return f"{ms / 1000:.0f} s"
     hours = ms / 3_600_000
     return f"{hours:.0f} h" if hours >= 1 else f"{ms / 60_000:.0f} min"

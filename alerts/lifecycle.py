@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from vigil.alerts.policy import SEVERITY_RANK
 from vigil.stream.state import AlertTrack
 
-__all__ = ["Rules", "Transition", "acknowledge", "alert_id", "step", "TREND_POINTS"]
+__all__ = ["Rules", "Transition", "acknowledge", "alert_id", "overdue", "step", "TREND_POINTS"]
 
 TREND_POINTS = 12  # recent risks kept per kind for the board's sparkline
 _UP = {"low": "medium", "medium": "high", "high": "high"}
@@ -121,6 +121,31 @@ def step(track: AlertTrack, severity: str | None, below_clear: bool, event_ms: i
         track.peak = _max(track.peak, track.severity)
         return Transition("escalated", "unacknowledged")
     return None
+
+
+def overdue(track: AlertTrack, now_ms: int, rules: Rules) -> Transition | None:
+    """The unacknowledged escalation by the wall clock, for a feed that went quiet.
+
+    :func:`step` escalates on the patient's next record; when none comes (a monitor
+    unplugged, hourly labs), the worker's sweep calls this instead, so an alert nobody
+    answered still reaches the charge nurse on time. Same conditions as in :func:`step`:
+    active, not acknowledged, not escalated for this yet, last row above the clear level.
+
+    >>> t = AlertTrack(active=True, episode_start_ms=0, ack_due_from_ms=0, severity="medium")
+    >>> r = Rules(escalate_after_ms=1_800_000)
+    >>> overdue(t, 1_799_999, r), overdue(t, 1_800_000, r).cause, t.severity
+    (None, 'unacknowledged', 'high')
+    >>> overdue(t, 9_000_000, r) is None  # once
+    True
+    """
+    if (not track.active or track.acked_ms >= 0 or track.unacked_escalated
+            or track.below_since_ms >= 0 or track.ack_due_from_ms < 0
+            or now_ms - track.ack_due_from_ms < rules.escalate_after_ms):
+        return None
+    track.unacked_escalated = True
+    track.severity = _UP[track.severity]
+    track.peak = _max(track.peak or track.severity, track.severity)
+    return Transition("escalated", "unacknowledged")
 
 
 def acknowledge(track: AlertTrack | None, current_id: str | None, acked_id: str, ack_ms: int,

@@ -242,6 +242,50 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
             if changes:
                 await publisher.publish_changelog(changelog, changes)
 
+    async def sweep_overdue() -> None:
+        """Escalate unacknowledged alerts of live feeds that went quiet (see
+        ``Processor.sweep``): events first, then the changed states, as for a batch."""
+        if not running["vitals"] or app.rebalancing:
+            return
+        owned = {tp.partition for tp in app.assignor.assigned_actives()
+                 if tp.topic == settings.topic_vitals}
+        now_ms = int(time.time() * 1000)
+        live_ms = settings.alert_live_lag_s * 1000
+        async with state_lock:
+            out: list[tuple[str, bytes | None, bytes]] = []
+            changes: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+            for key in [k for k in list(table.data.keys()) if not k.startswith(b"#")]:
+                state = get_state(key.decode())
+                if state is None or state.partition not in owned:
+                    continue
+                events, new_state = processor.sweep(key.decode(), state, now_ms, live_ms)
+                if new_state is None:
+                    continue
+                raw = encode_state(new_state)
+                changes[new_state.partition].append((key, raw))
+                decoded[key] = (raw, new_state)
+                for a in events:
+                    out.append((settings.topic_alerts, key, encode(a)))
+                    metrics.alerts.labels(a.kind, a.severity, a.state).inc()
+                    metrics.escalations.labels(a.kind, "unacknowledged").inc()
+            if not out:
+                return
+            await publisher.publish(out)
+            await publisher.publish_changelog(changelog, changes)
+            for recs in changes.values():
+                for key, raw in recs:
+                    table.data[key] = raw
+
+    if settings.alert_sweep_s > 0:
+        @app.timer(interval=settings.alert_sweep_s, name="sweep_overdue_alerts")
+        async def _sweep_timer() -> None:
+            try:
+                await sweep_overdue()
+            except Exception:  # counted and paged (VigilProcessingErrors); the next sweep
+                # retries: nothing was stored, and a re-published escalation has the same id
+                metrics.errors.labels("sweep").inc()
+                log.exception("the overdue-alert sweep failed; retrying at the next one")
+
     @app.agent(acks, name="acks")
     async def acks_agent(stream: faust.StreamT) -> None:
         await publisher.start()

@@ -30,7 +30,7 @@ import msgspec
 import numpy as np
 
 from vigil.alerts import explain
-from vigil.alerts.lifecycle import Rules, acknowledge, alert_id, step
+from vigil.alerts.lifecycle import Rules, acknowledge, alert_id, overdue, step
 from vigil.alerts.policy import Policy
 from vigil.models.base import Assessment, Scorer, padded_chunks, score_chunks
 from vigil.stream.features import FeatureSpec
@@ -211,6 +211,7 @@ class Processor:
                     self._dead(res, rec, "observations", acc.rejections, patient, now_ms)
                     res.outcomes["partial"] += 1
                 res.outcomes["accepted"] += 1
+                state.ingest_lag_ms = rec.timestamp_ms - acc.event_ms
                 rows.append(_Row(patient, rec, acc, feats))
             if touched:
                 res.states[patient] = (items[0][0].partition, state)
@@ -400,6 +401,59 @@ class Processor:
         )
         return AckResult(outcome, ack.kind, ack.patient, new_state, alert,
                          seconds_to_ack=max(0.0, (ack_ms - track.ack_due_from_ms) / 1000))
+
+    def sweep(self, patient: str, state: PatientState, now_ms: int,
+              live_lag_ms: int) -> tuple[list[AlertEvent], PatientState | None]:
+        """Escalate this patient's unacknowledged alerts by the wall clock (see
+        :func:`~vigil.alerts.lifecycle.overdue`); returns the events and the changed state.
+
+        Only for a live feed (its newest record reached Kafka within ``live_lag_ms`` of its
+        event time): a replay of old data keeps event-time semantics, so replays stay
+        deterministic. The escalation is stamped at the time it fell due, not at the sweep,
+        so a restarted worker that sweeps again derives the same event id.
+        """
+        if state.ingest_lag_ms is None or state.ingest_lag_ms > live_lag_ms:
+            return [], None
+        events: list[AlertEvent] = []
+        new_alerts = dict(state.alerts)
+        for kind, track in state.alerts.items():
+            if kind not in self.policies:
+                continue
+            copy = msgspec.structs.replace(track, trend=list(track.trend))
+            transition = overdue(copy, now_ms, self.rules)
+            if transition is None:
+                continue
+            new_alerts[kind] = copy
+            due_ms = copy.ack_due_from_ms + self.rules.escalate_after_ms
+            aid = alert_id(patient, kind, copy.episode_start_ms)
+            policy = self.policies[kind]
+            quiet_min = max(0, (now_ms - state.watermark_ms) // 60_000)
+            events.append(AlertEvent(
+                alert_id=aid,
+                event_id=f"{aid}:escalated:{due_ms}",
+                patient=patient,
+                kind=kind,  # type: ignore[arg-type]
+                severity=copy.severity,  # type: ignore[arg-type]
+                state="escalated",
+                risk=copy.trend[-1] if copy.trend else float("nan"),
+                threshold=policy.threshold_for(copy.severity),
+                reasons=[],
+                summary=f"Unacknowledged; no new vitals for {quiet_min} min",
+                scorer=self.names[kind],
+                event_time=_ms_to_dt(due_ms),
+                published_at=_ms_to_dt(now_ms),
+                episode_start=_ms_to_dt(copy.episode_start_ms),
+                record_id=f"sweep:{due_ms}",
+                unit=state.unit,
+                bed=state.bed,
+                transition_reason=explain.transition("escalated", "unacknowledged",
+                                                     copy.severity, float("nan"), 0.0, 0.0,
+                                                     self.rules),
+                trend=copy.trend,
+            ))
+        if not events:
+            return [], None
+        return events, msgspec.structs.replace(state, alerts=new_alerts)
 
     def _with_online(self, a: Assessment, X: np.ndarray, rows: list[_Row],
                      get_blob: Callable[[bytes], bytes | None] | None) -> Assessment:

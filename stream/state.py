@@ -54,6 +54,9 @@ class PatientState(Struct, omit_defaults=True):
     unit: str | None = None
     bed: str | None = None
     alerts: dict[str, AlertTrack] = msgspec.field(default_factory=dict)
+    # Kafka timestamp minus event time of the newest accepted record: small for a live feed,
+    # large for a replay of old data (the wall-clock escalation sweep only acts on live feeds)
+    ingest_lag_ms: int | None = None
 
 
 _ENC = msgspec.msgpack.Encoder()

@@ -242,3 +242,51 @@ def test_an_acknowledgement_on_the_acks_topic_reaches_the_alert(broker_settings,
     assert metric(text, "vigil_alert_time_to_ack_seconds_count", kind="deterioration") == 1
     assert metric(text, "vigil_alert_escalations_total", kind="sepsis",
                   cause="unacknowledged") == 1
+
+
+def test_a_quiet_live_feed_still_escalates_an_unacknowledged_alert(broker_settings,
+                                                                   tmp_path) -> None:
+    """No further vitals after the alert (a monitor unplugged): the worker's sweep escalates
+    the unacknowledged kind by the wall clock, once, and leaves the acknowledged one."""
+    s = broker_settings.model_copy(update={"alert_escalate_after_s": 10, "alert_sweep_s": 1.0})
+    ensure_topics(s)
+    w = WorkerProcess(s, web_port=s.web_port, log_path=tmp_path / "worker.log").start()
+    collector = OutputCollector(s).start()
+    try:
+        w.wait_ready()
+        sick = [{"code": c, "value": v} for c, v in
+                dict(HR=125, RR=30, SBP=85, SpO2=89, Temp=39.4).items()]
+        now = datetime.now(UTC)
+        produce(s, [("pt-quiet-1", json.dumps({
+            "patient": "pt-quiet-1", "event_time": now.isoformat(), "event_id": "quiet-0",
+            "bed": "B-12", "observations": sick}).encode())])
+        deadline = time.monotonic() + 60
+        raised: dict[str, object] = {}
+        while len(raised) < 2 and time.monotonic() < deadline:
+            raised = {a.kind: a for a in list(collector.alerts.values()) if a.state == "raised"}
+            time.sleep(0.1)
+        assert set(raised) == {"sepsis", "deterioration"}
+        det = raised["deterioration"]
+        p = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
+        p.send(s.topic_acks, key=b"pt-quiet-1", value=json.dumps({
+            "alert_id": det.alert_id, "patient": "pt-quiet-1", "kind": "deterioration",
+            "acked_at": datetime.now(UTC).isoformat(), "by": "RN 2"}).encode())
+        p.flush()
+        p.close()
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not any(
+                a.state == "escalated" for a in list(collector.alerts.values())):
+            time.sleep(0.2)
+        time.sleep(3.0)  # further sweeps must not escalate again
+        text = w.metrics_text()
+    finally:
+        collector.stop()
+        w.stop()
+    escalated = [a for a in collector.alerts.values() if a.state == "escalated"]
+    assert [a.kind for a in escalated] == ["sepsis"], escalated
+    e = escalated[0]
+    assert e.alert_id == raised["sepsis"].alert_id and e.bed == "B-12"
+    assert e.transition_reason.startswith("unacknowledged for 10 s")
+    assert (e.event_time - raised["sepsis"].event_time).total_seconds() == 10
+    assert metric(text, "vigil_alert_escalations_total", kind="sepsis",
+                  cause="unacknowledged") == 1

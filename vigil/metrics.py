@@ -183,7 +183,7 @@ class Metrics:
             self.rejections.labels(reason)
         for scope in ("record", "observations"):
             self.dlq.labels(scope)
-        for stage in ("batch", "labels", "acks"):
+        for stage in ("batch", "labels", "acks", "sweep"):
             self.errors.labels(stage)
 
     def add_worker_info(self, **labels: str) -> None:

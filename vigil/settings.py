@@ -104,8 +104,16 @@ class VigilSettings(BaseSettings):
         description="After an alert resolves, no new alert of that kind for the patient unless "
                     "the severity is higher than the last episode's.")
     alert_escalate_after_s: int = Field(
-        default=1800, ge=60,
+        default=1800, ge=10,
         description="An alert nobody acknowledged escalates (once, one level up) after this long.")
+    alert_sweep_s: float = Field(
+        default=30.0, ge=0,
+        description="How often a worker escalates overdue alerts of live feeds that went quiet "
+                    "(0: only when the patient's next record arrives).")
+    alert_live_lag_s: int = Field(
+        default=600, ge=0,
+        description="A feed is live when its newest record reached Kafka within this of its "
+                    "event time; replays of old data are not swept, so they stay deterministic.")
 
     # --- alert board ------------------------------------------------------------------
     board_host: str = Field(default="127.0.0.1",

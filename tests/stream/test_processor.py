@@ -176,3 +176,27 @@ def test_acks_that_cannot_apply_are_counted_and_dead_lettered(proc: Processor) -
     aid = first.alerts[0][1].alert_id
     moved = InRecord("vigil.acks", 0, 3, b"pt-2", ack(3, aid).value, NOW)
     assert proc.acknowledge(moved, states.get, NOW).dead.reason == "key_mismatch"
+
+
+def test_the_sweep_escalates_a_quiet_live_feed_once_and_never_a_replay(features, windows) -> None:
+    from vigil.alerts.lifecycle import Rules
+
+    proc = Processor(windows, [QsofaScorer(features.names), News2Scorer(features.names)],
+                     score_batch_size=8, rules=Rules(escalate_after_ms=30 * 60_000))
+    live = InRecord("vigil.vitals", 0, 0, b"pt-1", vitals("pt-1", 0, **SICK), T0 + 5_000)
+    res = proc.process([live], {}.get, T0 + 10_000)
+    state = res.states["pt-1"][1]
+    assert state.ingest_lag_ms == 5_000
+    assert proc.sweep("pt-1", state, T0 + 29 * 60_000, 600_000) == ([], None)
+    events, new = proc.sweep("pt-1", state, T0 + 45 * 60_000, 600_000)
+    assert sorted(e.kind for e in events) == ["deterioration", "sepsis"]
+    assert all(e.state == "escalated" and "unacknowledged" in e.transition_reason
+               for e in events)
+    # stamped when it fell due, so a second worker or a restart derives the same ids
+    assert {e.event_time.timestamp() * 1000 for e in events} == {T0 + 30 * 60_000}
+    assert not state.alerts["sepsis"].unacked_escalated  # the input state is not mutated
+    assert proc.sweep("pt-1", new, T0 + 90 * 60_000, 600_000) == ([], None)  # once
+    # the same record replayed a day after its event time: event-time semantics only
+    old = InRecord("vigil.vitals", 0, 0, b"pt-1", vitals("pt-1", 0, **SICK), T0 + 24 * HOUR)
+    replayed = proc.process([old], {}.get, T0 + 24 * HOUR).states["pt-1"][1]
+    assert proc.sweep("pt-1", replayed, T0 + 25 * HOUR, 600_000) == ([], None)
