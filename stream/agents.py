@@ -251,12 +251,18 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
                  if tp.topic == settings.topic_vitals}
         now_ms = int(time.time() * 1000)
         live_ms = settings.alert_live_lag_s * 1000
+        ttl_ms = settings.patient_ttl_s * 1000
         async with state_lock:
             out: list[tuple[str, bytes | None, bytes]] = []
-            changes: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+            changes: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
+            gone: list[bytes] = []
             for key in [k for k in list(table.data.keys()) if not k.startswith(b"#")]:
                 state = get_state(key.decode())
                 if state is None or state.partition not in owned:
+                    continue
+                if processor.expired(state, now_ms, ttl_ms):
+                    changes[state.partition].append((key, None))  # tombstone
+                    gone.append(key)
                     continue
                 events, new_state = processor.sweep(key.decode(), state, now_ms, live_ms)
                 if new_state is None:
@@ -268,13 +274,21 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
                     out.append((settings.topic_alerts, key, encode(a)))
                     metrics.alerts.labels(a.kind, a.severity, a.state).inc()
                     metrics.escalations.labels(a.kind, "unacknowledged").inc()
-            if not out:
+            if not changes:
                 return
             await publisher.publish(out)
             await publisher.publish_changelog(changelog, changes)
             for recs in changes.values():
                 for key, raw in recs:
-                    table.data[key] = raw
+                    if raw is None:
+                        table.data.pop(key, None)
+                        decoded.pop(key, None)
+                    else:
+                        table.data[key] = raw
+            if gone:
+                metrics.expired.inc(len(gone))
+                log.info("removed %d patient state(s) idle for %d h", len(gone),
+                         settings.patient_ttl_s // 3600)
 
     if settings.alert_sweep_s > 0:
         @app.timer(interval=settings.alert_sweep_s, name="sweep_overdue_alerts")

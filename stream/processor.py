@@ -214,6 +214,7 @@ class Processor:
                 state.ingest_lag_ms = rec.timestamp_ms - acc.event_ms
                 rows.append(_Row(patient, rec, acc, feats))
             if touched:
+                state.processed_at_ms = now_ms
                 res.states[patient] = (items[0][0].partition, state)
 
         if rows:
@@ -401,6 +402,18 @@ class Processor:
         )
         return AckResult(outcome, ack.kind, ack.patient, new_state, alert,
                          seconds_to_ack=max(0.0, (ack_ms - track.ack_due_from_ms) / 1000))
+
+    @staticmethod
+    def expired(state: PatientState, now_ms: int, ttl_ms: int) -> bool:
+        """A patient nobody has sent anything about for ``ttl_ms`` (discharged, transferred)
+        and with no active alert: its state can go, or the table would grow for ever.
+
+        >>> s = PatientState(processed_at_ms=0)
+        >>> Processor.expired(s, 10, 5), Processor.expired(s, 4, 5)
+        (True, False)
+        """
+        return (state.processed_at_ms >= 0 and now_ms - state.processed_at_ms >= ttl_ms
+                and not any(t.active for t in state.alerts.values()))
 
     def sweep(self, patient: str, state: PatientState, now_ms: int,
               live_lag_ms: int) -> tuple[list[AlertEvent], PatientState | None]:

@@ -80,7 +80,7 @@ class OutputPublisher:
         await asyncio.gather(*pending)
 
     async def publish_changelog(self, topic: str,
-                                records: dict[int, list[tuple[bytes, bytes]]]) -> None:
+                                records: dict[int, list[tuple[bytes, bytes | None]]]) -> None:
         """Write table changelog records so that each partition's log ends in a one-record batch.
 
         tansu answers ListOffsets("latest") with the base offset of the last record batch + 1,
@@ -89,7 +89,7 @@ class OutputPublisher:
         faust's ``producer_max_batch_size=1`` would pay one batch per record. If a crash lands
         between the two batches, the uncommitted input is re-processed onto the state that
         recovery does see; :func:`vigil.broker_checks.repair_changelog_ends` fixes the log's
-        end before the next start.
+        end before the next start. A ``None`` value is a tombstone: the key leaves the table.
         """
         if self._producer is None:
             await self.start()

@@ -57,6 +57,7 @@ class PatientState(Struct, omit_defaults=True):
     # Kafka timestamp minus event time of the newest accepted record: small for a live feed,
     # large for a replay of old data (the wall-clock escalation sweep only acts on live feeds)
     ingest_lag_ms: int | None = None
+    processed_at_ms: int = -1  # wall clock of the last batch that touched it: the TTL's clock
 
 
 _ENC = msgspec.msgpack.Encoder()

@@ -290,3 +290,34 @@ def test_a_quiet_live_feed_still_escalates_an_unacknowledged_alert(broker_settin
     assert (e.event_time - raised["sepsis"].event_time).total_seconds() == 10
     assert metric(text, "vigil_alert_escalations_total", kind="sepsis",
                   cause="unacknowledged") == 1
+
+
+def test_idle_patients_leave_the_table_with_a_tombstone(broker_settings, tmp_path) -> None:
+    """Discharged patients must not stay in memory for ever: after VIGIL_PATIENT_TTL_S with
+    no records and no active alert, the state is removed and its changelog gets a tombstone."""
+    from kafka import KafkaConsumer
+
+    from vigil.stream.topics import changelog_topic
+
+    s = broker_settings.model_copy(update={"patient_ttl_s": 2, "alert_sweep_s": 0.5})
+    ensure_topics(s)
+    w = WorkerProcess(s, web_port=s.web_port, log_path=tmp_path / "worker.log").start()
+    try:
+        w.wait_ready()
+        calm = [{"code": "HR", "value": 72}, {"code": "SpO2", "value": 98}]
+        produce(s, [("pt-idle-1", json.dumps({
+            "patient": "pt-idle-1", "event_time": datetime.now(UTC).isoformat(),
+            "event_id": "idle-0", "observations": calm}).encode())])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and metric(
+                w.metrics_text(), "vigil_patients_expired_total") < 1:
+            time.sleep(0.3)
+        assert metric(w.metrics_text(), "vigil_patients_expired_total") == 1
+        assert metric(w.metrics_text(), "vigil_vitals_records_total", outcome="accepted") == 1
+    finally:
+        w.stop()
+    c = KafkaConsumer(changelog_topic(s), bootstrap_servers=s.bootstrap_servers,
+                      auto_offset_reset="earliest", consumer_timeout_ms=5_000)
+    values = [m.value for m in c if m.key == b"pt-idle-1"]
+    c.close()
+    assert len(values) == 2 and values[0] and values[-1] is None  # the state, then a tombstone

@@ -116,6 +116,10 @@ class Metrics:
             "vigil_risk", "Risk of every scored row, by alert kind (drift watch).", ["kind"],
             buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0),
             registry=r)
+        self.expired = Counter(
+            "vigil_patients_expired_total",
+            "Patient states removed after VIGIL_PATIENT_TTL_S without records or active alerts.",
+            registry=r)
         self.errors = Counter("vigil_processing_errors_total",
                               "Batches that failed outside per-record validation.", ["stage"],
                               registry=r)

@@ -110,6 +110,10 @@ class VigilSettings(BaseSettings):
         default=30.0, ge=0,
         description="How often a worker escalates overdue alerts of live feeds that went quiet "
                     "(0: only when the patient's next record arrives).")
+    patient_ttl_s: int = Field(
+        default=72 * 3600, ge=1,
+        description="A patient with no records for this long (wall clock) and no active alert "
+                    "is removed from the table (a tombstone in its changelog).")
     alert_live_lag_s: int = Field(
         default=600, ge=0,
         description="A feed is live when its newest record reached Kafka within this of its "
