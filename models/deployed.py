@@ -70,6 +70,19 @@ class DeployedSepsis:
     levels: tuple[tuple[float, str], ...]
     online: OnlineModel
     metrics: dict
+    # levels chosen on the training patients for target alert rates under the lifecycle:
+    # [{"alerts_per_patient_day": target, "levels": [[t, "medium"], [h, "high"]], ...}]
+    rate_levels: tuple[dict, ...] = ()
+
+    def levels_for_rate(self, target: float) -> tuple[tuple[float, str], ...]:
+        """The levels whose validation alert rate fits ``target`` alerts per patient-day:
+        the entry with the largest target not above it (else the strictest one)."""
+        if not self.rate_levels:
+            raise ValueError("this artifact has no levels by alert rate: retrain it")
+        fitting = [e for e in self.rate_levels if e["alerts_per_patient_day"] <= target]
+        entry = (max(fitting, key=lambda e: e["alerts_per_patient_day"]) if fitting
+                 else min(self.rate_levels, key=lambda e: e["alerts_per_patient_day"]))
+        return tuple((float(t), str(s)) for t, s in entry["levels"])
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
@@ -81,6 +94,7 @@ class DeployedSepsis:
             "levels": [list(lv) for lv in self.levels],
             "online_model": "online.pkl",
             "metrics": self.metrics,
+            "levels_by_alert_rate": list(self.rate_levels),
         }, indent=1))
 
     @classmethod
@@ -90,7 +104,7 @@ class DeployedSepsis:
         return cls(Stack(**meta["stack"]),
                    tuple((float(t), str(s)) for t, s in meta["levels"]),
                    OnlineModel.loads((directory / meta["online_model"]).read_bytes()),
-                   meta.get("metrics", {}))
+                   meta.get("metrics", {}), tuple(meta.get("levels_by_alert_rate", ())))
 
     @staticmethod
     def present(directory: Path) -> bool:

@@ -33,7 +33,13 @@ def build_processor(settings: VigilSettings) -> Processor:
     ratio = settings.alert_clear_ratio
     policies = {s.target: Policy.for_scorer(s, overrides[s.target], ratio) for s in scorers}
     if online is not None and not settings.sepsis_levels:  # the deployed score's own levels
-        policies["sepsis"] = Policy("sepsis", online.levels, clear_ratio=ratio)
+        levels = online.levels
+        if settings.sepsis_alerts_per_patient_day is not None:
+            levels = online.deployed.levels_for_rate(settings.sepsis_alerts_per_patient_day)
+        policies["sepsis"] = Policy("sepsis", levels, clear_ratio=ratio)
+    elif settings.sepsis_alerts_per_patient_day is not None and not settings.sepsis_levels:
+        raise ValueError("VIGIL_SEPSIS_ALERTS_PER_PATIENT_DAY needs the deployed model with "
+                         "online learning (its artifact holds the levels by alert rate)")
     return Processor(
         windows,
         scorers,

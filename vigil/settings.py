@@ -92,6 +92,10 @@ class VigilSettings(BaseSettings):
         default=None,
         description="(risk threshold, severity) pairs for sepsis alerts; unset: the scorer's own.",
     )
+    sepsis_alerts_per_patient_day: float | None = Field(
+        default=None, gt=0,
+        description="Use the artifact's levels chosen on training patients for this alert rate "
+                    "(per patient-day, after the lifecycle); unset: the utility-optimal levels.")
     deterioration_levels: tuple[tuple[float, str], ...] | None = None
     alert_clear_after_s: int = Field(
         default=7200, ge=0, description="Risk must stay below the clear level this long to resolve."

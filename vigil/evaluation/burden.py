@@ -26,7 +26,7 @@ from vigil.evaluation.metrics import LEAD_WINDOW_H, warning_hours
 from vigil.models.utility import DT_LATE, DT_OPTIMAL
 from vigil.stream.state import AlertTrack
 
-__all__ = ["Burden", "alert_burden", "burden_table", "policy_timeline"]
+__all__ = ["Burden", "alert_burden", "burden_table", "levels_for_alert_rates", "policy_timeline"]
 
 HOUR_MS = 3_600_000
 NO_ACKS = 10**15  # offline nobody acknowledges: keep unacknowledged escalation out
@@ -112,4 +112,38 @@ def burden_table(label: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],
             "full policy": asdict(alert_burden(label, hours, groups, [e for e, _ in runs],
                                                [a for _, a in runs])),
         }
+    return out
+
+
+def levels_for_alert_rates(label: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],
+                           risk: np.ndarray, targets: tuple[float, ...], rules: Rules,
+                           clear_ratio: float = 0.8, candidates: int = 40,
+                           high_quantile: float = 0.9) -> list[dict]:
+    """Alert levels chosen on training patients for target alert rates, as nurses see them.
+
+    For each candidate threshold (risk quantiles) the full lifecycle runs over every
+    patient; for each target the lowest threshold whose alerts per patient-day stay at or
+    under it is kept, with the sensitivity it reached. High is the top tenth of the hours
+    above the threshold, as for the utility-chosen levels.
+    """
+    grid = np.unique(np.quantile(risk, np.linspace(0.5, 0.995, candidates)))
+    scored = []
+    for t in grid:
+        above = risk[risk >= t]
+        high = max(float(np.quantile(above, high_quantile)) if len(above) > 10 else t, float(t))
+        levels = ((float(t), "medium"), (high, "high"))
+        policy = Policy("sepsis", levels, clear_ratio=clear_ratio)
+        runs = [policy_timeline(risk[g], hours[g], policy, rules) for g in groups]
+        b = alert_burden(label, hours, groups, [e for e, _ in runs], [a for _, a in runs])
+        scored.append((levels, b))
+    out = []
+    for target in targets:
+        fits = [(lv, b) for lv, b in scored if b.alerts_per_patient_day <= target]
+        if not fits:
+            continue
+        levels, b = min(fits, key=lambda it: it[0][0][0])
+        out.append({"alerts_per_patient_day": target, "levels": [list(lv) for lv in levels],
+                    "validation_alerts_per_patient_day": round(b.alerts_per_patient_day, 4),
+                    "validation_sensitivity": round(b.sensitivity, 4),
+                    "validation_true_alert_share": round(b.true_alert_share, 4)})
     return out

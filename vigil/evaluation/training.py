@@ -140,13 +140,14 @@ def run_training(data: Path, out: Path, settings: VigilSettings, *,
     threshold, val_u = best_threshold(yv, risk_v, pv)
     p_test = stack(apply_platt(predict_logits(spec, params, Xt), *calib), online.predict(Xt))
     online_threshold, online_u = best_threshold(yv, p_online_v, pv)
+    rate_levels = _rate_levels(settings, yv, table.hours[rv], pv, risk_v)
     deployed = DeployedSepsis(stack, _levels(risk_v, threshold), online, {
         "validation_utility": val_u, "threshold": threshold,
         "online_threshold": online_threshold, "online_validation_utility": online_u,
         "online_warm_start_s": round(time.perf_counter() - t0, 1),
         "online_validation_auroc": auroc(yv, p_online_v),
         "test_auroc_without_online_learning": auroc(yt, p_test),
-        "test_auprc_without_online_learning": auprc(yt, p_test)})
+        "test_auprc_without_online_learning": auprc(yt, p_test)}, tuple(rate_levels))
     deployed.save(Path(out))
     report["models"]["deployed"] = deployed.metrics
     report["artifact"] = {"path": str(out), "version": artifact.version,
@@ -154,6 +155,20 @@ def run_training(data: Path, out: Path, settings: VigilSettings, *,
     report["seconds"] = round(time.perf_counter() - started, 1)
     (Path(out) / "training-report.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+ALERT_RATE_TARGETS = (0.25, 0.5, 0.75, 1.0, 1.5)  # alerts per patient-day, full lifecycle
+
+
+def _rate_levels(settings: VigilSettings, y: np.ndarray, hours: np.ndarray, patient: np.ndarray,
+                 risk: np.ndarray) -> list[dict]:
+    """Levels for target alert rates on the validation patients (VIGIL_SEPSIS_ALERTS_PER_PATIENT_DAY)."""
+    from vigil.evaluation.burden import levels_for_alert_rates
+    from vigil.stream.app import alert_rules
+
+    groups = np.split(np.arange(len(patient)), np.flatnonzero(np.diff(patient)) + 1)
+    return levels_for_alert_rates(y, hours, groups, risk, ALERT_RATE_TARGETS,
+                                  alert_rules(settings), settings.alert_clear_ratio)
 
 
 def _artifact(kind, trained, table, split, norm, settings, config, report, data, Xv):  # type: ignore[no-untyped-def]
