@@ -223,12 +223,16 @@ class Metrics:
                       states: Mapping[str, tuple[int, PatientState]], now_s: float) -> None:
         """Per-unit feed activity (from the batch's scores) and census (from its states)."""
         newest: dict[str, float] = {}
+        counts: dict[str, int] = defaultdict(int)  # one labelled inc per unit, not per row
         for _, score in scores:
             unit = self.unit_label(score.unit)
-            self.unit_records.labels(unit).inc()
+            counts[unit] += 1
             if score.ingested_at is not None:
                 ts = score.ingested_at.timestamp()
-                newest[unit] = max(ts, newest.get(unit, 0.0))
+                if ts > newest.get(unit, 0.0):
+                    newest[unit] = ts
+        for unit, n in counts.items():
+            self.unit_records.labels(unit).inc(n)
         for unit, ts in newest.items():
             self.unit_last_seen.labels(unit).set(ts)
         for patient, (partition, state) in states.items():
