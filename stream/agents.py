@@ -300,27 +300,26 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
                 metrics.errors.labels("sweep").inc()
                 log.exception("the overdue-alert sweep failed; retrying at the next one")
 
-    @app.agent(acks, name="acks")
-    async def acks_agent(stream: faust.StreamT) -> None:
+    async def run_batched(stream: faust.StreamT, handle: Callable[[list], Awaitable[None]],  # type: ignore[type-arg]
+                          stage: str) -> None:
+        """A side agent's loop (acks, labels): micro-batches acked after ``handle``; a
+        failure exits without committing, as for the vitals agent."""
         await publisher.start()
 
         def failed(exc: BaseException) -> None:
-            metrics.errors.labels("acks").inc()
+            metrics.errors.labels(stage).inc()
             _fatal(exc)
 
-        await MicroBatcher(handle_acks, settings.batch_max_records, settings.batch_within_s,
+        await MicroBatcher(handle, settings.batch_max_records, settings.batch_within_s,
                            stream.noack(), on_failure=failed).run()
+
+    @app.agent(acks, name="acks")
+    async def acks_agent(stream: faust.StreamT) -> None:
+        await run_batched(stream, handle_acks, "acks")
 
     @app.agent(labels, name="labels")
     async def labels_agent(stream: faust.StreamT) -> None:
-        await publisher.start()
-
-        def failed(exc: BaseException) -> None:
-            metrics.errors.labels("labels").inc()
-            _fatal(exc)
-
-        await MicroBatcher(handle_labels, settings.batch_max_records, settings.batch_within_s,
-                           stream.noack(), on_failure=failed).run()
+        await run_batched(stream, handle_labels, "labels")
 
     @app.page("/metrics")
     async def metrics_page(web, request):  # type: ignore[no-untyped-def]
