@@ -102,7 +102,8 @@ class Metrics:
             "not_active, unknown_alert, rejected).", ["kind", "outcome"], registry=r)
         self.time_to_ack = Histogram(
             "vigil_alert_time_to_ack_seconds",
-            "From an alert being raised (event time) to its acknowledgement.", ["kind"],
+            "From an alert being raised, or last escalated by severity (event time), to its "
+            "acknowledgement.", ["kind"],
             buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400), registry=r)
         self.escalations = Counter(
             "vigil_alert_escalations_total",

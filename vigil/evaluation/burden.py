@@ -26,7 +26,8 @@ from vigil.evaluation.metrics import LEAD_WINDOW_H, warning_hours
 from vigil.models.utility import DT_LATE, DT_OPTIMAL
 from vigil.stream.state import AlertTrack
 
-__all__ = ["Burden", "alert_burden", "burden_table", "levels_for_alert_rates", "policy_timeline"]
+__all__ = ["Burden", "alert_burden", "burden_table", "levels_at", "levels_for_alert_rates",
+           "policy_timeline"]
 
 HOUR_MS = 3_600_000
 NO_ACKS = 10**15  # offline nobody acknowledges: keep unacknowledged escalation out
@@ -115,6 +116,19 @@ def burden_table(label: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],
     return out
 
 
+def levels_at(risk: np.ndarray, threshold: float,
+              high_quantile: float = 0.9) -> tuple[tuple[float, str], ...]:
+    """Medium at ``threshold``; high for the top tenth of the hours above it.
+
+    >>> [(round(t, 3), s) for t, s in levels_at(np.linspace(0, 1, 101), 0.5)]
+    [(0.5, 'medium'), (0.95, 'high')]
+    """
+    above = risk[risk >= threshold]
+    high = (float(np.quantile(above, high_quantile)) if len(above) > 10
+            else min(1.0, threshold * 2))
+    return ((float(threshold), "medium"), (max(high, float(threshold)), "high"))
+
+
 def levels_for_alert_rates(label: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],
                            risk: np.ndarray, targets: tuple[float, ...], rules: Rules,
                            clear_ratio: float = 0.8, candidates: int = 40,
@@ -129,9 +143,7 @@ def levels_for_alert_rates(label: np.ndarray, hours: np.ndarray, groups: list[np
     grid = np.unique(np.quantile(risk, np.linspace(0.5, 0.995, candidates)))
     scored = []
     for t in grid:
-        above = risk[risk >= t]
-        high = max(float(np.quantile(above, high_quantile)) if len(above) > 10 else t, float(t))
-        levels = ((float(t), "medium"), (high, "high"))
+        levels = levels_at(risk, float(t), high_quantile)
         policy = Policy("sepsis", levels, clear_ratio=clear_ratio)
         runs = [policy_timeline(risk[g], hours[g], policy, rules) for g in groups]
         b = alert_burden(label, hours, groups, [e for e, _ in runs], [a for _, a in runs])

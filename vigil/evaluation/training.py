@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vigil.evaluation.burden import levels_at
 from vigil.evaluation.data import feature_table
 from vigil.evaluation.metrics import auprc, auroc, best_threshold, split_by_patient
 from vigil.evaluation.run import comparator_paths
@@ -57,13 +58,6 @@ class Split:
 
 def patient_split(table: FeatureTable, seed: int = 42) -> Split:
     return Split(table, seed)
-
-
-def _levels(risk_val: np.ndarray, threshold: float) -> tuple[tuple[float, str], ...]:
-    """medium at the utility-optimal threshold; high for the top tenth of alerting hours."""
-    above = risk_val[risk_val >= threshold]
-    high = float(np.quantile(above, 0.9)) if len(above) > 10 else min(1.0, threshold * 2)
-    return ((float(threshold), "medium"), (max(high, float(threshold)), "high"))
 
 
 def run_training(data: Path, out: Path, settings: VigilSettings, *,
@@ -141,7 +135,7 @@ def run_training(data: Path, out: Path, settings: VigilSettings, *,
     p_test = stack(apply_platt(predict_logits(spec, params, Xt), *calib), online.predict(Xt))
     online_threshold, online_u = best_threshold(yv, p_online_v, pv)
     rate_levels = _rate_levels(settings, yv, table.hours[rv], pv, risk_v)
-    deployed = DeployedSepsis(stack, _levels(risk_v, threshold), online, {
+    deployed = DeployedSepsis(stack, levels_at(risk_v, threshold), online, {
         "validation_utility": val_u, "threshold": threshold,
         "online_threshold": online_threshold, "online_validation_utility": online_u,
         "online_warm_start_s": round(time.perf_counter() - t0, 1),
@@ -184,7 +178,7 @@ def _artifact(kind, trained, table, split, norm, settings, config, report, data,
         params={k: _np_tree(v) for k, v in params.items()},
         normaliser=norm,
         calibration=calib,
-        levels=_levels(risk_v, threshold),
+        levels=levels_at(risk_v, threshold),
         metrics=report["models"][f"hybrid-{kind}"],
         training={"data": CITATION_2019, "source": str(data), "seed": config.seed,
                   "config": asdict(config),
