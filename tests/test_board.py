@@ -130,15 +130,22 @@ def test_ack_sent_until_read_back_and_a_later_escalation_needs_a_new_ack() -> No
     assert b.get("a1").status == "acknowledged" and b.get("a1").ack.by == "RN 5"
 
 
-def test_an_acknowledged_transition_from_the_worker() -> None:
+def test_an_acknowledged_transition_from_the_worker_keeps_the_explanation() -> None:
     b = BoardState()
-    b.apply_alert(alert(1))
+    b.apply_alert(alert(1, transition_reason="risk 0.400 ≥ 0.200"))
+    # the worker's event says who acknowledged, but carries no drivers
     b.apply_alert(alert(1, state="acknowledged", minute=3, acknowledged_by="RN 7",
-                        acknowledged_at=T0 + timedelta(minutes=2),
-                        transition_reason="acknowledged by RN 7"))
+                        acknowledged_at=T0 + timedelta(minutes=2), reasons=[],
+                        summary="Acknowledged by RN 7", transition_reason="acknowledged by RN 7"))
     view = alert_view(b.get("a1"))
     assert view["status"] == "acknowledged" and view["acknowledged_by"] == "RN 7"
-    assert view["transition_reason"] == "acknowledged by RN 7"
+    assert view["summary"] == "qSOFA 2: RR 28 ↑, SBP 92 ↓"
+    assert view["reasons"] == ["RR 28 ↑", "SBP 92 ↓"]
+    assert view["transition_reason"] == "risk 0.400 ≥ 0.200"
+    # an acknowledged event seen first (its raise was never read) still shows
+    b.apply_alert(alert(2, state="acknowledged", acknowledged_by="RN 1",
+                        acknowledged_at=T0, reasons=[], summary="Acknowledged by RN 1"))
+    assert alert_view(b.get("a2"))["status"] == "acknowledged"
 
 
 def test_malformed_records_are_counted_and_skipped() -> None:

@@ -118,6 +118,14 @@ class BoardState:
         elif entry.latest.state == "resolved":  # resolution is final: a new episode, a new id
             entry.event_ids.add(ev.event_id)
             return False
+        elif ev.state == "acknowledged":
+            # the worker's acknowledgement carries no explanation: keep the card's drivers
+            # and risk, and mark who acknowledged it
+            entry.event_ids.add(ev.event_id)
+            entry.ack = AckMark(ev.acknowledged_by, utc(ev.acknowledged_at or ev.published_at))
+            entry.ack_sent = None
+            self._changed()
+            return True
         entry.event_ids.add(ev.event_id)
         entry.latest = ev
         if ev.state == "acknowledged":
