@@ -20,7 +20,7 @@ from vigil.broker import die_with_parent, free_port
 from vigil.settings import VigilSettings
 from vigil.stream.records import ALERT_DECODER, DLQ_DECODER, SCORE_DECODER, AlertEvent
 
-__all__ = ["BoardProcess", "WorkerProcess", "OutputCollector", "settings_env"]
+__all__ = ["BoardProcess", "WorkerProcess", "OutputCollector", "settings_env", "stop_process"]
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +72,8 @@ class BoardProcess:
             return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, 10.0)
 
     def __enter__(self) -> BoardProcess:
         return self.start()
@@ -141,14 +136,19 @@ class WorkerProcess:
             return r.read().decode()
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout_s)
+        return stop_process(self.proc, timeout_s) if self.proc is not None else None
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float) -> int:  # type: ignore[type-arg]
+    """SIGTERM (a graceful stop: faust commits, servers close), SIGKILL if it hangs."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout_s)
 
 
 @dataclass

@@ -41,7 +41,7 @@ import yaml
 from kafka import KafkaProducer
 
 from vigil.broker import die_with_parent, free_port
-from vigil.runtime import OutputCollector, WorkerProcess
+from vigil.runtime import OutputCollector, WorkerProcess, stop_process
 from vigil.sample import sample_path
 from vigil.stream.replay.replayer import replay_timeline
 from vigil.stream.replay.sources import load_stays
@@ -167,13 +167,7 @@ class Proc:
         raise TimeoutError(f"{url} not ready: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 15.0)
 
 
 class Webhook:
