@@ -39,11 +39,12 @@ from vigil.stream.records import (
     ACK_DECODER,
     AlertEvent,
     DeadLetter,
+    Driver,
     LabelRecord,
     Rejection,
     ScoreRecord,
 )
-from vigil.stream.state import AlertTrack, PatientState
+from vigil.stream.state import AlertTrack, PatientState, copy_track
 from vigil.stream.validation import Accepted, Refused, validate
 from vigil.stream.windows import WindowSpec, admit
 
@@ -276,8 +277,7 @@ class Processor:
                 if transition.state == "escalated":
                     res.escalations[(kind, transition.cause)] += 1
                 # a snapshot: later rows of the batch may move the track on
-                pending.append((i, kind, transition, risk, msgspec.structs.replace(
-                    track, trend=list(track.trend))))
+                pending.append((i, kind, transition, risk, copy_track(track)))
         for kind, a in assessed.items():
             res.risks.setdefault(kind, []).extend(float(r) for r in a.risk if r == r)
         if pending:
@@ -302,7 +302,6 @@ class Processor:
                 block = np.vstack([self.scorers[kind].attribute(chunk)[:m]
                                    for chunk, m in padded_chunks(X[idx], self.score_batch_size)])
             contributions.update({(i, kind): block[j] for j, i in enumerate(idx)})
-        published = _ms_to_dt(now_ms)
         for i, kind, transition, risk, track in pending:
             row = rows[i]
             acc = row.acc
@@ -311,34 +310,49 @@ class Processor:
             name = self.names[kind]
             row_details = {k: float(v[i]) for k, v in details.items()}
             found = explain.drivers(names, X[i], contributions[(i, kind)])
-            aid = alert_id(row.patient, kind, track.episode_start_ms)
-            threshold = policy.threshold_for(track.severity)
-            res.alerts.append((row.patient, AlertEvent(
-                alert_id=aid,
-                event_id=f"{aid}:{transition.state}:{acc.event_ms}",
-                patient=row.patient,
-                kind=kind,  # type: ignore[arg-type]
-                severity=track.severity or "medium",  # type: ignore[arg-type]
-                state=transition.state,  # type: ignore[arg-type]
-                risk=risk,
-                threshold=threshold,
-                reasons=found,
+            res.alerts.append((row.patient, self._event(
+                row.patient, kind, track, state, transition.state, acc.event_ms, now_ms,
+                acc.record_id,
                 summary=(explain.summary(name, risk, row_details, found)
                          if transition.state != "resolved" else
                          explain.resolved(name, risk, row_details, self.rules.clear_after_ms)),
-                scorer=name,
-                event_time=_ms_to_dt(acc.event_ms),
-                published_at=published,
-                episode_start=_ms_to_dt(track.episode_start_ms),
-                record_id=acc.record_id,
-                unit=state.unit,
-                bed=state.bed,
-                ingested_at=_ms_to_dt(row.rec.timestamp_ms),
                 transition_reason=explain.transition(
-                    transition.state, transition.cause, track.severity, risk, threshold,
-                    policy.clear_level, self.rules),
-                trend=track.trend,
-            )))
+                    transition.state, transition.cause, track.severity, risk,
+                    policy.threshold_for(track.severity), policy.clear_level, self.rules),
+                risk=risk, reasons=found, ingested_at=_ms_to_dt(row.rec.timestamp_ms))))
+
+    def _event(self, patient: str, kind: str, track: AlertTrack, state: PatientState,
+               transition: str, event_ms: int, now_ms: int, record_id: str, *, summary: str,
+               transition_reason: str, risk: float | None = None,
+               reasons: list[Driver] | None = None, event_time: datetime | None = None,
+               **extra: object) -> AlertEvent:
+        """The alerts topic's record of one transition of ``track`` (a scored row's, an
+        acknowledgement's or the sweep's); ``risk`` defaults to the track's latest."""
+        aid = alert_id(patient, kind, track.episode_start_ms)
+        if risk is None:
+            risk = track.trend[-1] if track.trend else float("nan")
+        return AlertEvent(
+            alert_id=aid,
+            event_id=f"{aid}:{transition}:{event_ms}",
+            patient=patient,
+            kind=kind,  # type: ignore[arg-type]
+            severity=track.severity or "medium",  # type: ignore[arg-type]
+            state=transition,  # type: ignore[arg-type]
+            risk=risk,
+            threshold=self.policies[kind].threshold_for(track.severity),
+            reasons=reasons or [],
+            summary=summary,
+            scorer=self.names[kind],
+            event_time=event_time or _ms_to_dt(event_ms),
+            published_at=_ms_to_dt(now_ms),
+            episode_start=_ms_to_dt(track.episode_start_ms),
+            record_id=record_id,
+            unit=state.unit,
+            bed=state.bed,
+            transition_reason=transition_reason,
+            trend=track.trend,
+            **extra,  # type: ignore[arg-type]
+        )
 
     def acknowledge(self, rec: InRecord, get_state: Callable[[str], PatientState | None],
                     now_ms: int) -> AckResult:
@@ -364,8 +378,8 @@ class Processor:
                    if track is not None and track.episodes else None)
         ack_ms = int(ack.acked_at.timestamp() * 1000)
         by = ack.by or "unknown"
-        if state is not None and track is not None:
-            track = msgspec.structs.replace(track, trend=list(track.trend))
+        if track is not None:
+            track = copy_track(track)
         outcome = acknowledge(track, current, ack.alert_id, ack_ms, by)
         if outcome == "unknown_alert":
             return AckResult(outcome, ack.kind, ack.patient, dead=dead_letter(rec, "record", [
@@ -375,31 +389,11 @@ class Processor:
             return AckResult(outcome, ack.kind, ack.patient)
         assert state is not None and track is not None and current is not None
         new_state = msgspec.structs.replace(state, alerts={**state.alerts, ack.kind: track})
-        policy = self.policies[ack.kind]
-        risk = track.trend[-1] if track.trend else float("nan")
-        alert = AlertEvent(
-            alert_id=current,
-            event_id=f"{current}:acknowledged:{ack_ms}",
-            patient=ack.patient,
-            kind=ack.kind,
-            severity=track.severity or "medium",  # type: ignore[arg-type]
-            state="acknowledged",
-            risk=risk,
-            threshold=policy.threshold_for(track.severity),
-            reasons=[],
-            summary=f"Acknowledged by {by}",
-            scorer=self.names[ack.kind],
-            event_time=ack.acked_at,
-            published_at=_ms_to_dt(now_ms),
-            episode_start=_ms_to_dt(track.episode_start_ms),
-            record_id=f"{rec.topic}:{rec.partition}:{rec.offset}",
-            unit=state.unit,
-            bed=state.bed,
-            transition_reason=f"acknowledged by {by}",
-            trend=track.trend,
-            acknowledged_by=by,
-            acknowledged_at=ack.acked_at,
-        )
+        alert = self._event(
+            ack.patient, ack.kind, track, state, "acknowledged", ack_ms, now_ms,
+            f"{rec.topic}:{rec.partition}:{rec.offset}", summary=f"Acknowledged by {by}",
+            transition_reason=f"acknowledged by {by}", event_time=ack.acked_at,
+            acknowledged_by=by, acknowledged_at=ack.acked_at)
         return AckResult(outcome, ack.kind, ack.patient, new_state, alert,
                          seconds_to_ack=max(0.0, (ack_ms - track.ack_due_from_ms) / 1000))
 
@@ -432,38 +426,19 @@ class Processor:
         for kind, track in state.alerts.items():
             if kind not in self.policies:
                 continue
-            copy = msgspec.structs.replace(track, trend=list(track.trend))
+            copy = copy_track(track)
             transition = overdue(copy, now_ms, self.rules)
             if transition is None:
                 continue
             new_alerts[kind] = copy
             due_ms = copy.ack_due_from_ms + self.rules.escalate_after_ms
-            aid = alert_id(patient, kind, copy.episode_start_ms)
-            policy = self.policies[kind]
             quiet_min = max(0, (now_ms - state.watermark_ms) // 60_000)
-            events.append(AlertEvent(
-                alert_id=aid,
-                event_id=f"{aid}:escalated:{due_ms}",
-                patient=patient,
-                kind=kind,  # type: ignore[arg-type]
-                severity=copy.severity,  # type: ignore[arg-type]
-                state="escalated",
-                risk=copy.trend[-1] if copy.trend else float("nan"),
-                threshold=policy.threshold_for(copy.severity),
-                reasons=[],
+            events.append(self._event(
+                patient, kind, copy, state, "escalated", due_ms, now_ms, f"sweep:{due_ms}",
                 summary=f"Unacknowledged; no new vitals for {quiet_min} min",
-                scorer=self.names[kind],
-                event_time=_ms_to_dt(due_ms),
-                published_at=_ms_to_dt(now_ms),
-                episode_start=_ms_to_dt(copy.episode_start_ms),
-                record_id=f"sweep:{due_ms}",
-                unit=state.unit,
-                bed=state.bed,
                 transition_reason=explain.transition("escalated", "unacknowledged",
                                                      copy.severity, float("nan"), 0.0, 0.0,
-                                                     self.rules),
-                trend=copy.trend,
-            ))
+                                                     self.rules)))
         if not events:
             return [], None
         return events, msgspec.structs.replace(state, alerts=new_alerts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 from msgspec import Struct
 
-__all__ = ["Series", "AlertTrack", "PatientState", "encode_state", "decode_state"]
+__all__ = ["Series", "AlertTrack", "PatientState", "copy_track", "encode_state", "decode_state"]
 
 
 class Series(Struct, array_like=True):
@@ -58,6 +58,12 @@ class PatientState(Struct, omit_defaults=True):
     # large for a replay of old data (the wall-clock escalation sweep only acts on live feeds)
     ingest_lag_ms: int | None = None
     processed_at_ms: int = -1  # wall clock of the last batch that touched it: the TTL's clock
+
+
+def copy_track(track: AlertTrack) -> AlertTrack:
+    """An independent copy (its ``trend`` list too): a snapshot for an event, or a change
+    that must not touch the cached state until it is stored."""
+    return msgspec.structs.replace(track, trend=list(track.trend))
 
 
 _ENC = msgspec.msgpack.Encoder()
