@@ -100,6 +100,18 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
         decoded[key] = (raw, state)
         return state
 
+    async def store(changes: dict[int, list[tuple[bytes, bytes | None]]]) -> None:
+        """Changed table entries, by partition: durable in the changelog first, then in the
+        table; a ``None`` value (tombstone) removes the key."""
+        await publisher.publish_changelog(changelog, changes)
+        for recs in changes.values():
+            for key, raw in recs:
+                if raw is None:
+                    table.data.pop(key, None)
+                    decoded.pop(key, None)
+                else:
+                    table.data[key] = raw
+
     async def handle(events: list) -> None:  # type: ignore[type-arg]
         async with state_lock:
             await _handle_vitals(events)
@@ -124,7 +136,7 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
             + [(settings.topic_dlq, k.encode() if k else None, encode(d)) for k, d in res.dead])
         # one changelog record per touched patient per batch, to the patient's partition,
         # durable before the batch is acked (see OutputPublisher.publish_changelog)
-        changes: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        changes: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         for patient, (partition, state) in res.states.items():
             key, raw = patient.encode(), encode_state(state)
             changes[partition].append((key, raw))
@@ -132,10 +144,7 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
         for p in expected:  # this partition's progress, last in its changelog write
             done = max(r.offset for r in batch if r.partition == p) + 1
             changes[p].append((progress_key(p), encode_progress(max(done, expected[p] or 0))))
-        await publisher.publish_changelog(changelog, changes)
-        for recs in changes.values():
-            for key, raw in recs:
-                table.data[key] = raw
+        await store(changes)
         for p, offsets in holes.items():
             await _ack_filled(app, settings.topic_vitals, p, offsets)
         _observe(metrics, res, len(batch), started)
@@ -208,10 +217,7 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
         if processor.online is not None:
             models = processor.online.take_dirty()
             if models:
-                await publisher.publish_changelog(
-                    changelog, {p: [(online_key(p), raw)] for p, raw in models.items()})
-                for p, raw in models.items():
-                    table.data[online_key(p)] = raw
+                await store({p: [(online_key(p), raw)] for p, raw in models.items()})
 
     async def handle_acks(events: list) -> None:  # type: ignore[type-arg]
         """Nurses' acknowledgements: stop the escalation, announce it on the alerts topic,
@@ -219,14 +225,13 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
         async with state_lock:
             now_ms = int(time.time() * 1000)
             out: list[tuple[str, bytes | None, bytes]] = []
-            changes: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+            changes: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
             for event in events:
                 rec = _in_record(event)
                 res = processor.acknowledge(rec, get_state, now_ms)
                 metrics.acks.labels(res.kind or "unknown", res.outcome).inc()
                 if res.dead is not None:
-                    reason = res.dead.reason
-                    metrics.rejections.labels(reason).inc()
+                    metrics.rejections.labels(res.dead.reason).inc()
                     metrics.dlq.labels("record").inc()
                     out.append((settings.topic_dlq, rec.key, encode(res.dead)))
                 if res.alert is not None and res.state is not None and res.patient is not None:
@@ -240,7 +245,7 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
                         metrics.time_to_ack.labels(res.alert.kind).observe(res.seconds_to_ack)
             await publisher.publish(out)
             if changes:
-                await publisher.publish_changelog(changelog, changes)
+                await store(changes)
 
     async def sweep_overdue() -> None:
         """Escalate unacknowledged alerts of live feeds that went quiet (see
@@ -277,14 +282,7 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
             if not changes:
                 return
             await publisher.publish(out)
-            await publisher.publish_changelog(changelog, changes)
-            for recs in changes.values():
-                for key, raw in recs:
-                    if raw is None:
-                        table.data.pop(key, None)
-                        decoded.pop(key, None)
-                    else:
-                        table.data[key] = raw
+            await store(changes)
             if gone:
                 metrics.expired.inc(len(gone))
                 log.info("removed %d patient state(s) idle for %d h", len(gone),
