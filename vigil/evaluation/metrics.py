@@ -16,7 +16,7 @@ import numpy as np
 from vigil.models.utility import DT_LATE, DT_OPTIMAL, normalized_utility
 
 __all__ = ["AlertStats", "LEAD_WINDOW_H", "alert_stats", "auprc", "auroc", "best_threshold",
-           "pr_curve", "roc_curve", "split_by_patient", "warning_hours"]
+           "patient_groups", "pr_curve", "roc_curve", "split_by_patient", "warning_hours"]
 
 LEAD_WINDOW_H = 24
 
@@ -74,7 +74,7 @@ class AlertStats:
     alert_rows: float  # share of hours in alert
 
 
-def _groups(patient: np.ndarray) -> list[np.ndarray]:
+def patient_groups(patient: np.ndarray) -> list[np.ndarray]:
     """Row indices per patient, in row order (rows of a patient are contiguous and in time)."""
     bounds = np.flatnonzero(np.diff(patient)) + 1
     return np.split(np.arange(len(patient)), bounds)
@@ -83,7 +83,7 @@ def _groups(patient: np.ndarray) -> list[np.ndarray]:
 def alert_stats(label: np.ndarray, alert: np.ndarray, patient: np.ndarray,
                 groups: list[np.ndarray] | None = None) -> AlertStats:
     """Patient-level figures of hourly 0/1 alerts (rows ordered by patient, then hour)."""
-    groups = groups if groups is not None else _groups(patient)
+    groups = groups if groups is not None else patient_groups(patient)
     labels_by = [label[g] for g in groups]
     alerts_by = [alert[g] for g in groups]
     utility = normalized_utility(labels_by, alerts_by)
@@ -126,7 +126,7 @@ def warning_hours(labels: np.ndarray, alerts: np.ndarray) -> float | None:
 def best_threshold(label: np.ndarray, score: np.ndarray, patient: np.ndarray,
                    candidates: np.ndarray | None = None) -> tuple[float, float]:
     """(threshold, utility) maximising the normalised utility over score quantiles."""
-    groups = _groups(patient)
+    groups = patient_groups(patient)
     if candidates is None:
         candidates = np.unique(np.quantile(score, np.linspace(0.5, 0.995, 60)))
     best = (float(candidates[0]), -np.inf)

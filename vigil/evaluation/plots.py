@@ -6,7 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vigil.evaluation.metrics import best_threshold, pr_curve, roc_curve, warning_hours
+from vigil.evaluation.metrics import (
+    best_threshold,
+    patient_groups,
+    pr_curve,
+    roc_curve,
+    warning_hours,
+)
 from vigil.models.utility import normalized_utility
 
 __all__ = ["burden_plot", "patient_roc", "write_plots"]
@@ -59,7 +65,7 @@ def write_plots(out: Path, y: np.ndarray, pat: np.ndarray, risks: dict, deployed
     ax.legend(fontsize=8)
     files.append(_save(fig, out / "calibration.png"))
 
-    groups = np.split(np.arange(len(pat)), np.flatnonzero(np.diff(pat)) + 1)
+    groups = patient_groups(pat)
     leads = []
     for g in groups:
         lab = y[g]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vigil.evaluation.data import feature_table
-from vigil.evaluation.metrics import alert_stats, auprc, auroc, best_threshold
+from vigil.evaluation.metrics import alert_stats, auprc, auroc, best_threshold, patient_groups
 from vigil.models.artifact import ModelArtifact
 from vigil.models.clinical import ClinicalInputs, clinical_details
 from vigil.models.deployed import DeployedSepsis
@@ -110,7 +110,7 @@ def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings, model_dir: P
             combo.stack(p_hybrid, combo.online.predict(Z)), combo.levels[0][0])
         deployed, levels = "deployed (hybrid + online)", tuple(combo.levels)
 
-    groups = _patient_groups(pat)
+    groups = patient_groups(pat)
     report: dict = {"deployed": deployed, "patients": int(len(patients)), "rows": int(len(rows)),
                     "data": str(data), "model": {"name": artifact.name, "version": artifact.version},
                     "notes": notes, "scorers": {}, "subgroups": {}}
@@ -170,7 +170,7 @@ def evaluate_deterioration(data: Path, out: Path, settings: VigilSettings, *,
         "SIRS>=2": (d["sirs"] / 4.0, d["sirs"] >= 2),
         "shock index>=1": (np.nan_to_num(d["shock_index"]), np.nan_to_num(d["shock_index"]) >= 1),
     }
-    groups = _patient_groups(pat)
+    groups = patient_groups(pat)
     y_pat = np.array([died[g[0]] for g in groups])
     days = sum(max(1.0, float(hours[g].max() - hours[g].min())) for g in groups) / 24.0
     report: dict = {"deployed": "NEWS2>=7 or red (deployed)", "label": "in-hospital death",
@@ -215,11 +215,6 @@ def _burden(settings: VigilSettings, y: np.ndarray, hours: np.ndarray, groups: l
                            Policy("sepsis", ((5 / 20, "medium"), (7 / 20, "high")),
                                   clear_ratio=ratio))}
     return burden_table(y, hours, groups, scores, alert_rules(settings))
-
-
-def _patient_groups(pat: np.ndarray) -> list[np.ndarray]:
-    bounds = np.flatnonzero(np.diff(pat)) + 1
-    return np.split(np.arange(len(pat)), bounds)
 
 
 def _subgroups(table: FeatureTable, patients: np.ndarray, rows: np.ndarray, y: np.ndarray,

@@ -24,7 +24,13 @@ import numpy as np
 
 from vigil.evaluation.burden import levels_at
 from vigil.evaluation.data import feature_table
-from vigil.evaluation.metrics import auprc, auroc, best_threshold, split_by_patient
+from vigil.evaluation.metrics import (
+    auprc,
+    auroc,
+    best_threshold,
+    patient_groups,
+    split_by_patient,
+)
 from vigil.evaluation.run import comparator_paths
 from vigil.models.artifact import ModelArtifact
 from vigil.models.calibration import apply_platt, fit_platt
@@ -160,8 +166,7 @@ def _rate_levels(settings: VigilSettings, y: np.ndarray, hours: np.ndarray, pati
     from vigil.evaluation.burden import levels_for_alert_rates
     from vigil.stream.app import alert_rules
 
-    groups = np.split(np.arange(len(patient)), np.flatnonzero(np.diff(patient)) + 1)
-    return levels_for_alert_rates(y, hours, groups, risk, ALERT_RATE_TARGETS,
+    return levels_for_alert_rates(y, hours, patient_groups(patient), risk, ALERT_RATE_TARGETS,
                                   alert_rules(settings), settings.alert_clear_ratio)
 
 
