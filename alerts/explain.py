@@ -19,7 +19,7 @@ from vigil.alerts.lifecycle import Rules
 from vigil.stream.codes import CODES
 from vigil.stream.records import Driver
 
-__all__ = ["NORMAL", "drivers", "headline", "resolved", "summary", "transition"]
+__all__ = ["NORMAL", "drivers", "resolved", "summary", "transition"]
 
 NORMAL: dict[str, tuple[float, float]] = {
     "RR": (12, 20), "SpO2": (96, 100), "SBP": (111, 219), "HR": (51, 90),
@@ -73,24 +73,14 @@ def drivers(feature_names: tuple[str, ...], x: np.ndarray, contributions: np.nda
             for j in order if contributions[j] > 0]
 
 
-def headline(scorer: str, risk: float, details: dict[str, float]) -> str:
-    if scorer == "news2":
-        return f"NEWS2 {details['news2']:.0f}"
-    if scorer == "qsofa":
-        return f"qSOFA {details['qsofa']:.0f}/3"
-    if "qsofa" in details and details["qsofa"] == details["qsofa"]:  # not NaN
-        return f"risk {risk:.0%} (qSOFA {details['qsofa']:.0f}/3)"
-    return f"risk {risk:.0%}"
-
-
-def summary(scorer: str, risk: float, details: dict[str, float], found: list[Driver]) -> str:
-    head = headline(scorer, risk, details)
+def summary(head: str, found: list[Driver]) -> str:
+    """``head`` (the kind's headline, e.g. "NEWS2 8") and the drivers."""
     return f"{head}: {', '.join(d.text for d in found)}" if found else head
 
 
-def resolved(scorer: str, risk: float, details: dict[str, float], clear_after_ms: int) -> str:
-    """Why an alert closed: ``"NEWS2 3, below the alert level for 2 h"``."""
-    return f"{headline(scorer, risk, details)}, below the clear level for {_span(clear_after_ms)}"
+def resolved(head: str, clear_after_ms: int) -> str:
+    """Why an alert closed: ``"NEWS2 3, below the clear level for 2 h"``."""
+    return f"{head}, below the clear level for {_span(clear_after_ms)}"
 
 
 def transition(state: str, cause: str, severity: str, risk: float, threshold: float,

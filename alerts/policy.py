@@ -1,8 +1,8 @@
 """Alert levels: how a risk (and a red-flag detail) becomes a severity, or none.
 
-Levels come from the scorer (later: from the model artifact, chosen on training data for a
-target alert rate) and can be overridden in settings, so a unit can tighten or loosen them
-without a new model.
+Levels come from the alert kind (the scorer's own, or those its artifact chose on training
+data for a target alert rate; see :mod:`vigil.kinds`) and can be overridden in settings, so
+a unit can tighten or loosen them without a new model.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from vigil.models.base import Scorer, Target
 
 __all__ = ["Policy", "SEVERITY_RANK"]
 
@@ -35,7 +33,7 @@ class Policy:
     [False, True, False]
     """
 
-    kind: Target
+    kind: str
     levels: tuple[tuple[float, str], ...]
     floor_flag: str | None = None
     floor_severity: str = "medium"
@@ -49,12 +47,6 @@ class Policy:
             raise ValueError(f"{self.kind}: unknown severity in {self.levels}")
         if not 0 < self.clear_ratio <= 1:
             raise ValueError(f"{self.kind}: clear_ratio must be in (0, 1]")
-
-    @classmethod
-    def for_scorer(cls, scorer: Scorer, override: tuple[tuple[float, str], ...] | None = None,
-                   clear_ratio: float = 0.8) -> Policy:
-        return cls(scorer.target, tuple(override or scorer.levels), scorer.floor_flag,
-                   clear_ratio=clear_ratio)
 
     @property
     def raise_threshold(self) -> float:

@@ -37,7 +37,7 @@ from vigil.models.artifact import ModelArtifact
 from vigil.models.calibration import apply_platt
 from vigil.models.hybrid import angles, readout
 from vigil.settings import VigilSettings
-from vigil.stream.app import shipped_model
+from vigil.kinds.sepsis import shipped_model
 
 
 def circuit(n: int, layers: int, device, noise: float | None):  # type: ignore[no-untyped-def]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vigil.models.base import Assessment, Target
+from vigil.models.base import Assessment, Context, Target
 
 __all__ = [
     "news2_components",
@@ -44,9 +44,24 @@ __all__ = [
     "News2Scorer",
     "QsofaScorer",
     "NEWS2_MAX",
+    "NEWS2_URGENT",
+    "NEWS2_EMERGENCY",
+    "QSOFA_MAX",
+    "QSOFA_POSITIVE",
+    "SIRS_MAX",
+    "SIRS_POSITIVE",
+    "SHOCK_INDEX_SHOCK",
+    "clinical_details",
 ]
 
 NEWS2_MAX = 20  # 3 (RR) + 3 (SpO2) + 2 (O2) + 3 (SBP) + 3 (HR) + 3 (ACVPU) + 3 (Temp)
+NEWS2_URGENT = 5  # aggregate 5-6: urgent response (RCP 2017)
+NEWS2_EMERGENCY = 7  # aggregate >= 7: emergency response (RCP 2017)
+QSOFA_MAX = 3  # RR, SBP, mentation (Seymour 2016)
+QSOFA_POSITIVE = 2  # >= 2 of 3 (Sepsis-3)
+SIRS_MAX = 4  # temperature, HR, RR/PaCO2, WBC (Bone 1992)
+SIRS_POSITIVE = 2  # >= 2 criteria (Bone 1992)
+SHOCK_INDEX_SHOCK = 1.0  # HR / SBP >= 1.0 (Allgöwer 1967)
 
 # How old a last value may be and still count (hours). Vigil's choice, not a published rule:
 # NEWS2 asks for observations at least 12-hourly; monitor vitals older than the longest
@@ -235,15 +250,15 @@ class News2Scorer:
 
     name = "news2"
     target: Target = "deterioration"
-    levels = ((7 / NEWS2_MAX, "high"),)
+    levels = ((NEWS2_EMERGENCY / NEWS2_MAX, "high"),)
     floor_flag = "news2_red"
 
     def __init__(self, feature_names: tuple[str, ...]) -> None:
         self.feature_names = feature_names
         self.inputs = ClinicalInputs(feature_names)
 
-    def score_batch(self, X: np.ndarray) -> Assessment:
-        d = clinical_details(self.inputs, X)
+    def score_batch(self, X: np.ndarray, context: Context | None = None) -> Assessment:
+        d = _details(self.inputs, X, context)
         contrib = np.zeros_like(X)
         for comp, feat in _NEWS2_FEATURE.items():
             contrib[:, self.inputs.col(feat)] = np.nan_to_num(d[f"news2_{comp}"]) / NEWS2_MAX
@@ -258,19 +273,27 @@ class QsofaScorer:
 
     name = "qsofa"
     target: Target = "sepsis"
-    levels = ((2 / 3, "medium"), (3 / 3, "high"))
+    levels = ((QSOFA_POSITIVE / QSOFA_MAX, "medium"), (QSOFA_MAX / QSOFA_MAX, "high"))
     floor_flag = None
 
     def __init__(self, feature_names: tuple[str, ...]) -> None:
         self.feature_names = feature_names
         self.inputs = ClinicalInputs(feature_names)
 
-    def score_batch(self, X: np.ndarray) -> Assessment:
-        d = clinical_details(self.inputs, X)
+    def score_batch(self, X: np.ndarray, context: Context | None = None) -> Assessment:
+        d = _details(self.inputs, X, context)
         contrib = np.zeros_like(X)
         for comp, feat in _QSOFA_FEATURE.items():
-            contrib[:, self.inputs.col(feat)] += np.nan_to_num(d[f"qsofa_{comp}"]) / 3
-        return Assessment(d["qsofa"] / 3, contrib, d)
+            contrib[:, self.inputs.col(feat)] += np.nan_to_num(d[f"qsofa_{comp}"]) / QSOFA_MAX
+        return Assessment(d["qsofa"] / QSOFA_MAX, contrib, d)
 
     def attribute(self, X: np.ndarray) -> np.ndarray:
         return self.score_batch(X).contributions  # type: ignore[return-value]
+
+
+def _details(inputs: ClinicalInputs, X: np.ndarray, context: Context | None) -> dict:
+    """The clinical details of ``X``: the batch's own (computed once by the caller for every
+    scorer, see :class:`~vigil.models.base.Context`) when given, else computed here."""
+    if context is not None and context.details is not None and "news2" in context.details:
+        return dict(context.details)
+    return clinical_details(inputs, X)

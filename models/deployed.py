@@ -1,4 +1,5 @@
-"""The deployed sepsis score: the hybrid quantum model and the online River model, stacked.
+"""A deployed score: a trained model (the hybrid quantum model) and its online River model,
+stacked.
 
     risk = sigmoid(w_q * logit(p_hybrid) + w_r * logit(p_online) + b)
 
@@ -8,20 +9,23 @@ same patients. The hybrid supplies the ranking and the explanations (its gradien
 online model follows the unit it runs in, learning from labels as they arrive.
 
 Stored next to the hybrid's artifact: ``deployed.json`` (weights, levels, validation
-figures) and ``online.pkl`` (the warm-started River model).
+figures) and ``online.pkl`` (the warm-started River model) - :class:`DeployedStack`;
+:class:`StackedScorer` is the same thing behind the scorer interface, for the stream.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from vigil.models.online import OnlineModel
+from vigil.models.base import Assessment, Context, Scorer
+from vigil.models.online import OnlineModel, OnlineScorer
 
-__all__ = ["Stack", "DeployedSepsis", "logit"]
+__all__ = ["Stack", "DeployedStack", "DeployedSepsis", "StackedScorer", "logit"]
 
 _EPS = 1e-6
 
@@ -65,7 +69,7 @@ class Stack:
 
 
 @dataclass
-class DeployedSepsis:
+class DeployedStack:
     stack: Stack
     levels: tuple[tuple[float, str], ...]
     online: OnlineModel
@@ -98,7 +102,7 @@ class DeployedSepsis:
         }, indent=1))
 
     @classmethod
-    def load(cls, directory: Path) -> DeployedSepsis:
+    def load(cls, directory: Path) -> DeployedStack:
         directory = Path(directory)
         meta = json.loads((directory / "deployed.json").read_text())
         return cls(Stack(**meta["stack"]),
@@ -109,3 +113,47 @@ class DeployedSepsis:
     @staticmethod
     def present(directory: Path) -> bool:
         return (Path(directory) / "deployed.json").exists()
+
+
+DeployedSepsis = DeployedStack  # the name the sepsis artifact was written under
+
+
+class StackedScorer:
+    """The deployed score as a scorer: the fixed model's risk stacked with the online one's.
+
+    The fixed model supplies the explanations (its attributions); the online model learns
+    the delayed labels (this scorer is a :class:`~vigil.models.base.Learner` through it).
+    """
+
+    floor_flag = None
+
+    def __init__(self, fixed: Scorer, online: OnlineScorer, deployed: DeployedStack) -> None:
+        self.fixed = fixed
+        self.online = online
+        self.deployed = deployed
+        self.stack = deployed.stack
+        self.name = f"{fixed.name}+online"
+        self.target = fixed.target
+        self.feature_names = tuple(fixed.feature_names)
+        self.levels = deployed.levels
+        self.learns_from = online.learns_from
+        self.artifact = getattr(fixed, "artifact", None)
+
+    def score_batch(self, X: np.ndarray, context: Context | None = None) -> Assessment:
+        a = self.fixed.score_batch(X, context)
+        o = self.online.score_batch(X, context)
+        return Assessment(self.stack(a.risk, o.risk), a.contributions,
+                          {**a.details, f"{self.target}_hybrid_risk": a.risk, **o.details})
+
+    def attribute(self, X: np.ndarray) -> np.ndarray:
+        return self.fixed.attribute(X)
+
+    def levels_for_rate(self, target: float) -> tuple[tuple[float, str], ...]:
+        return self.deployed.levels_for_rate(target)
+
+    def learn(self, x: np.ndarray, label: int, group: int,
+              read: Callable[[bytes], bytes | None] | None = None) -> None:
+        self.online.learn(x, label, group, read)
+
+    def take_state(self) -> list[tuple[int, bytes, bytes]]:
+        return self.online.take_state()

@@ -15,9 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vigil.metrics import watch_jax_compilations
 from vigil.models.artifact import ModelArtifact
-from vigil.models.base import Assessment, Target
+from vigil.models.base import Assessment, Context, Target
 from vigil.models.hybrid import make_logit_fn
 
 __all__ = ["HybridScorer"]
@@ -27,9 +26,6 @@ class HybridScorer:
     floor_flag = None
 
     def __init__(self, artifact: ModelArtifact, feature_names: tuple[str, ...]) -> None:
-        # every compilation from here on is counted (vigil_jax_compilations_total): the
-        # stream should compile once per fixed batch shape, at warm-up, and never again
-        watch_jax_compilations()
         self.artifact = artifact
         self.name = f"{artifact.name}@{artifact.version}"
         self.target: Target = artifact.target  # type: ignore[assignment]
@@ -58,7 +54,7 @@ class HybridScorer:
         artifact.check_compatible(feature_names, window_lengths_s, allowed_lateness_s)
         return cls(artifact, feature_names)
 
-    def score_batch(self, X: np.ndarray) -> Assessment:
+    def score_batch(self, X: np.ndarray, context: Context | None = None) -> Assessment:
         risk = np.asarray(self._risk(jnp.asarray(self.norm.transform(X))), np.float64)
         return Assessment(risk, None, {f"{self.target}_risk": risk})
 

@@ -9,18 +9,24 @@ in the changelogged patients table, so it survives worker restarts and moves wit
 partition's patients.
 
 River's one-at-a-time verbs (``learn_one`` / ``predict_proba_one``) are the interface; the
-model is plain ``river.linear_model.LogisticRegression``.
+model is plain ``river.linear_model.LogisticRegression``. :class:`OnlineScorer` puts it
+behind Vigil's scorer interface (:mod:`vigil.models.base`): one model per group of rows,
+read from and written back to the caller's table.
 """
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from river import linear_model, optim
 
-__all__ = ["OnlineModel", "new_model", "replay_online"]
+from vigil.models.base import Assessment, Context
+from vigil.models.preprocess import Normaliser
+
+__all__ = ["OnlineModel", "OnlineScorer", "new_model", "replay_online"]
 
 
 def new_model() -> linear_model.LogisticRegression:
@@ -66,6 +72,92 @@ class OnlineModel:
             m.learn(Z[i], int(y[i]))
         m.labels_seen = 0  # count what it learns online, after deployment
         return m
+
+
+class OnlineScorer:
+    """The online model as a scorer and learner: one River model per group (partition).
+
+    A group's model lives in the caller's table under ``state_prefix + group``; until the
+    group has learned anything it is the warm start. In-process models are cached with the
+    exact bytes object they came from (as patient states are): a table recovery stores new
+    bytes, which makes the cache reload them.
+    """
+
+    floor_flag = None
+
+    def __init__(self, warm: OnlineModel, normaliser: Normaliser, *, target: str,
+                 learns_from: str, name: str = "online-river",
+                 levels: tuple[tuple[float, str], ...] = ((0.5, "medium"),),
+                 state_prefix: bytes = b"#online/") -> None:
+        self.name = name
+        self.target = target
+        self.learns_from = learns_from
+        self.levels = levels
+        self.normaliser = normaliser
+        self.feature_names = tuple(normaliser.names)
+        self.state_prefix = state_prefix
+        self._warm = warm.dumps()
+        self._models: dict[int, tuple[bytes | None, OnlineModel]] = {}
+        self.dirty: set[int] = set()
+        self._n = len(self.feature_names)
+        self._ind = np.asarray(normaliser.indicator_columns)
+
+    def state_key(self, group: int) -> bytes:
+        """The table key of a group's model (a key no patient pseudonym can have)."""
+        return b"%s%d" % (self.state_prefix, group)
+
+    def model(self, group: int, stored: bytes | None) -> OnlineModel:
+        """The group's model, from ``stored`` (table bytes) or the warm start."""
+        hit = self._models.get(group)
+        if hit is not None and hit[0] is stored:  # same bytes (or both unsaved): still valid
+            return hit[1]
+        m = OnlineModel.loads(stored if stored is not None else self._warm)
+        self._models[group] = (stored, m)
+        return m
+
+    def _model_for(self, group: int, read: Callable[[bytes], bytes | None] | None
+                   ) -> OnlineModel:
+        return self.model(group, read(self.state_key(group)) if read is not None else None)
+
+    def score_batch(self, X: np.ndarray, context: Context | None = None) -> Assessment:
+        Z = self.normaliser.transform(X)
+        groups = (context.groups if context is not None and context.groups is not None
+                  else np.zeros(len(X), int))
+        read = context.read if context is not None else None
+        risk = np.empty(len(X))
+        for g in np.unique(groups):
+            idx = np.flatnonzero(groups == g)
+            risk[idx] = self._model_for(int(g), read).predict(Z[idx])
+        return Assessment(risk, None, {f"{self.target}_online_risk": risk})
+
+    def attribute(self, X: np.ndarray) -> np.ndarray:
+        """Gradient x input of the warm model's probability: p(1-p) w_j z_j per feature
+        (missingness indicators add to their feature), as for the hybrid."""
+        m = OnlineModel.loads(self._warm)
+        Z = self.normaliser.transform(X).astype(np.float64)
+        w = np.array([m.model.weights.get(j, 0.0) for j in range(Z.shape[1])])
+        p = m.predict(Z)
+        gz = (p * (1 - p))[:, None] * w[None, :] * Z
+        contrib = gz[:, :self._n].copy()
+        np.add.at(contrib, (slice(None), self._ind), gz[:, self._n:])
+        return contrib
+
+    def learn(self, x: np.ndarray, label: int, group: int,
+              read: Callable[[bytes], bytes | None] | None = None) -> None:
+        m = self._model_for(group, read)
+        m.learn(self.normaliser.transform(np.asarray([x]))[0], label)
+        self.dirty.add(group)
+
+    def take_state(self) -> list[tuple[int, bytes, bytes]]:
+        """(group, table key, bytes) of the models that learned since the last call; the
+        cache now holds these bytes."""
+        out = []
+        for g in sorted(self.dirty):
+            raw = self._models[g][1].dumps()
+            self._models[g] = (raw, self._models[g][1])
+            out.append((g, self.state_key(g), raw))
+        self.dirty.clear()
+        return out
 
 
 def replay_online(model: OnlineModel, Z: np.ndarray, labels: np.ndarray,

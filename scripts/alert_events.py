@@ -23,7 +23,7 @@ from kafka.partitioner.default import murmur2
 
 from vigil.sample import sample_path
 from vigil.settings import VigilSettings
-from vigil.stream.app import build_processor
+from vigil.stream.processor import build_processor
 from vigil.stream.processor import InRecord
 from vigil.stream.records import LABEL_DECODER, encode
 from vigil.stream.replay.sources import load_stays
@@ -84,12 +84,9 @@ def run(settings: VigilSettings) -> list[str]:
 
 
 def learn_label(processor, label, state, partition, table) -> None:  # type: ignore[no-untyped-def]
-    from vigil.stream.learning import online_key
-
-    processor.learn(label, state, partition, table.get(online_key(partition)))
-    if processor.online is not None:
-        for p, raw in processor.online.take_dirty().items():
-            table[online_key(p)] = raw
+    processor.learn(label, state, partition, table.get)
+    for _, key, raw in processor.take_state():
+        table[key] = raw
 
 
 def main() -> None:

@@ -31,7 +31,6 @@ from vigil.stream.gaps import (
     missing_offsets,
     progress_key,
 )
-from vigil.stream.learning import online_key
 from vigil.stream.processor import InRecord, Processor, dead_letter
 from vigil.stream.publisher import OutputPublisher
 from vigil.stream.records import LABEL_DECODER, Rejection, encode
@@ -211,13 +210,14 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
                 continue
             metrics.labels.labels(label.kind).inc()
             outcome = processor.learn(label, get_state(label.patient), rec.partition,
-                                      table.data.get(online_key(rec.partition)))
+                                      table.data.get)
             metrics.online_labels.labels(outcome).inc()
         await publisher.publish(dead)
-        if processor.online is not None:
-            models = processor.online.take_dirty()
-            if models:
-                await store({p: [(online_key(p), raw)] for p, raw in models.items()})
+        learned: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
+        for p, key, raw in processor.take_state():
+            learned[p].append((key, raw))
+        if learned:
+            await store(learned)
 
     async def handle_acks(events: list) -> None:  # type: ignore[type-arg]
         """Nurses' acknowledgements: stop the escalation, announce it on the alerts topic,

@@ -17,14 +17,13 @@ make the repeated outputs harmless (at-least-once, idempotent).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
-import traceback
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 import numpy as np
@@ -32,9 +31,21 @@ import numpy as np
 from vigil.alerts import explain
 from vigil.alerts.lifecycle import Rules, acknowledge, alert_id, overdue, step
 from vigil.alerts.policy import Policy
-from vigil.models.base import Assessment, Scorer, padded_chunks, score_chunks
+from vigil.kinds import ActiveKind, AlertKind, deploy, kind_named
+from vigil.models.base import (
+    Assessment,
+    Context,
+    Learner,
+    Scorer,
+    is_learner,
+    padded_chunks,
+    score_chunks,
+)
+from vigil.models.clinical import ClinicalInputs, clinical_details
+from vigil.settings import VigilSettings
+from vigil.stream.consumed import InRecord, dead_letter, short_error
+from vigil.stream.durations import dt_to_ms, ms_to_dt
 from vigil.stream.features import FeatureSpec
-from vigil.stream.learning import OnlineSepsis, online_key
 from vigil.stream.records import (
     ACK_DECODER,
     AlertEvent,
@@ -48,23 +59,13 @@ from vigil.stream.state import AlertTrack, PatientState, copy_track
 from vigil.stream.validation import Accepted, Refused, validate
 from vigil.stream.windows import WindowSpec, admit
 
-__all__ = ["InRecord", "BatchResult", "Processor", "CLINICAL_KEYS", "dead_letter"]
+__all__ = ["InRecord", "BatchResult", "Processor", "CLINICAL_KEYS", "build_processor",
+           "dead_letter"]
 
 log = logging.getLogger(__name__)
 
+#: the published scores every score record carries, whichever kinds are deployed
 CLINICAL_KEYS = ("news2", "news2_missing", "qsofa", "sirs", "shock_index")
-
-
-@dataclass(slots=True)
-class InRecord:
-    """One consumed Kafka record, as much of it as the processor needs."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    timestamp_ms: int  # broker/producer timestamp: when it entered Kafka
 
 
 @dataclass
@@ -95,10 +96,6 @@ class AckResult:
     seconds_to_ack: float | None = None
 
 
-def _ms_to_dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
 def _digest(*parts: str) -> str:
     return hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()
 
@@ -112,33 +109,51 @@ class _Row:
 
 
 class Processor:
-    """Turns batches of vitals records into scores, alerts and dead letters."""
+    """Turns batches of vitals records into scores, alerts and dead letters.
+
+    ``kinds`` are the alert kinds this worker runs (:func:`vigil.kinds.deploy`); a bare
+    scorer stands for the registered kind it predicts, with that scorer's own levels (unit
+    tests). Every kind is handled the same way: nothing here names one.
+    """
 
     def __init__(
         self,
         windows: WindowSpec,
-        scorers: list[Scorer],
+        kinds: Sequence[ActiveKind | Scorer],
         *,
-        policies: dict[str, Policy] | None = None,
         score_batch_size: int = 64,
         max_clock_skew_ms: int = 300_000,
         rules: Rules | None = None,
-        online: OnlineSepsis | None = None,
     ) -> None:
         self.windows = windows
         self.features = FeatureSpec(windows)
-        for s in scorers:
-            if tuple(s.feature_names) != self.features.names:
-                raise ValueError(f"scorer {s.name} was built for another feature schema")
-        self.scorers = {s.target: s for s in scorers}
-        self.policies = policies or {s.target: Policy.for_scorer(s) for s in scorers}
+        active = [k if isinstance(k, ActiveKind) else _bare(k, rules) for k in kinds]
+        for a in active:
+            if tuple(a.scorer.feature_names) != self.features.names:
+                raise ValueError(f"scorer {a.scorer.name} was built for another feature schema")
+        self.kinds: dict[str, ActiveKind] = {a.name: a for a in active}
+        if len(self.kinds) != len(active):
+            raise ValueError("two deployed alert kinds share a name")
         self.score_batch_size = score_batch_size
         self.max_clock_skew_ms = max_clock_skew_ms
-        self.rules = rules or Rules()
-        self.online = online if "sepsis" in self.scorers else None
-        self.names = {k: sc.name for k, sc in self.scorers.items()}
-        if self.online is not None:
-            self.names["sepsis"] = f"{self.names['sepsis']}+online"
+        self.clinical = ClinicalInputs(self.features.names)
+
+    @property
+    def scorers(self) -> dict[str, Scorer]:
+        return {name: a.scorer for name, a in self.kinds.items()}
+
+    @property
+    def policies(self) -> dict[str, Policy]:
+        return {name: a.policy for name, a in self.kinds.items()}
+
+    @property
+    def names(self) -> dict[str, str]:
+        """Each kind's scorer, by name (published with every score and alert)."""
+        return {name: a.scorer.name for name, a in self.kinds.items()}
+
+    @property
+    def learners(self) -> list[Learner]:
+        return [a.scorer for a in self.kinds.values() if is_learner(a.scorer)]  # type: ignore[misc]
 
     def warm_up(self) -> float:
         """Run every scorer once at the stream's batch shape; returns the seconds it took.
@@ -147,8 +162,6 @@ class Processor:
         start-up keeps it out of the first alert's latency, and /health turns ready only
         after it.
         """
-        import time
-
         started = time.perf_counter()
         blank = np.full((self.score_batch_size, len(self.features.names)), np.nan)
         for scorer in self.scorers.values():
@@ -168,7 +181,7 @@ class Processor:
                 out = validate(rec.value, now_ms, self.max_clock_skew_ms)
             except Exception as exc:  # a bug must not kill the worker: dead-letter it
                 log.exception("validation crashed at %s[%d]@%d", rec.topic, rec.partition, rec.offset)
-                out = Refused([Rejection("internal_error", _short(exc))])
+                out = Refused([Rejection("internal_error", short_error(exc))])
             if isinstance(out, Refused):
                 self._dead(res, rec, "record", out.rejections, out.patient, now_ms)
                 continue
@@ -202,7 +215,7 @@ class Processor:
                 except Exception as exc:
                     log.exception("windowing crashed at %s[%d]@%d", rec.topic, rec.partition,
                                   rec.offset)
-                    rejection, feats = Rejection("internal_error", _short(exc)), None
+                    rejection, feats = Rejection("internal_error", short_error(exc)), None
                 state.offset = rec.offset
                 touched = True
                 if rejection is not None:
@@ -227,21 +240,22 @@ class Processor:
                get_blob: Callable[[bytes], bytes | None] | None = None) -> None:
         X = self.features.matrix([r.features for r in rows])
         try:
+            clinical = clinical_details(self.clinical, X)  # once per batch, for everyone
+            context = Context(np.fromiter((r.rec.partition for r in rows), int, len(rows)),
+                              get_blob, clinical)
             chunks = padded_chunks(X, self.score_batch_size)  # shared by every scorer
             assessed: dict[str, Assessment] = {
-                kind: score_chunks(scorer, chunks, X.shape[1], self.score_batch_size)
-                for kind, scorer in self.scorers.items()
+                kind: score_chunks(a.scorer, chunks, X.shape[1], self.score_batch_size, context)
+                for kind, a in self.kinds.items()
             }
-            if self.online is not None:
-                assessed["sepsis"] = self._with_online(assessed["sepsis"], X, rows, get_blob)
         except Exception as exc:  # a failing model must not stop the stream silently
             log.exception("scoring failed for a batch of %d rows", len(rows))
             res.outcomes["accepted"] -= len(rows)
             for row in rows:
                 self._dead(res, row.rec, "record", [Rejection(
-                    "internal_error", f"scoring failed: {_short(exc)}")], row.patient, now_ms)
+                    "internal_error", f"scoring failed: {short_error(exc)}")], row.patient, now_ms)
             return
-        details = {k: v for a in assessed.values() for k, v in a.details.items()}
+        details = {**clinical, **{k: v for a in assessed.values() for k, v in a.details.items()}}
         res.scored_rows += len(rows)
         pending: list[tuple[int, str, str, float, AlertTrack]] = []  # alerts to explain
         for i, row in enumerate(rows):
@@ -251,24 +265,24 @@ class Processor:
             res.scores.append((row.patient, ScoreRecord(
                 score_id=_digest(row.patient, acc.record_id),
                 patient=row.patient,
-                event_time=_ms_to_dt(acc.event_ms),
+                event_time=ms_to_dt(acc.event_ms),
                 record_id=acc.record_id,
                 risks={k: float(a.risk[i]) for k, a in assessed.items()},
                 scorers=self.names,
                 clinical=clinical,
                 unit=state.unit,
                 bed=state.bed,
-                ingested_at=_ms_to_dt(row.rec.timestamp_ms),
+                ingested_at=ms_to_dt(row.rec.timestamp_ms),
             )))
             res.ingest_lag_s.append(max(0.0, (now_ms - row.rec.timestamp_ms) / 1000))
             for kind, a in assessed.items():
-                policy = self.policies[kind]
+                policy = self.kinds[kind].policy
                 risk = float(a.risk[i])
                 flag = float(details[policy.floor_flag][i]) if policy.floor_flag else 0.0
                 severity = policy.severity(risk, flag)
                 track = state.alerts.setdefault(kind, AlertTrack())
                 transition = step(track, severity, policy.below_clear(risk, flag), acc.event_ms,
-                                  self.rules, risk, flag > 0)
+                                  self.kinds[kind].rules, risk, flag > 0)
                 if transition is None:
                     continue
                 if transition.state == "suppressed":
@@ -306,20 +320,19 @@ class Processor:
             row = rows[i]
             acc = row.acc
             state = res.states[row.patient][1]
-            policy = self.policies[kind]
-            name = self.names[kind]
-            row_details = {k: float(v[i]) for k, v in details.items()}
+            active = self.kinds[kind]
+            policy = active.policy
+            head = active.headline(risk, {k: float(v[i]) for k, v in details.items()})
             found = explain.drivers(names, X[i], contributions[(i, kind)])
             res.alerts.append((row.patient, self._event(
                 row.patient, kind, track, state, transition.state, acc.event_ms, now_ms,
                 acc.record_id,
-                summary=(explain.summary(name, risk, row_details, found)
-                         if transition.state != "resolved" else
-                         explain.resolved(name, risk, row_details, self.rules.clear_after_ms)),
+                summary=(explain.summary(head, found) if transition.state != "resolved"
+                         else explain.resolved(head, active.rules.clear_after_ms)),
                 transition_reason=explain.transition(
                     transition.state, transition.cause, track.severity, risk,
-                    policy.threshold_for(track.severity), policy.clear_level, self.rules),
-                risk=risk, reasons=found, ingested_at=_ms_to_dt(row.rec.timestamp_ms))))
+                    policy.threshold_for(track.severity), policy.clear_level, active.rules),
+                risk=risk, reasons=found, ingested_at=ms_to_dt(row.rec.timestamp_ms))))
 
     def _event(self, patient: str, kind: str, track: AlertTrack, state: PatientState,
                transition: str, event_ms: int, now_ms: int, record_id: str, *, summary: str,
@@ -339,13 +352,13 @@ class Processor:
             severity=track.severity or "medium",  # type: ignore[arg-type]
             state=transition,  # type: ignore[arg-type]
             risk=risk,
-            threshold=self.policies[kind].threshold_for(track.severity),
+            threshold=self.kinds[kind].policy.threshold_for(track.severity),
             reasons=reasons or [],
             summary=summary,
-            scorer=self.names[kind],
-            event_time=event_time or _ms_to_dt(event_ms),
-            published_at=_ms_to_dt(now_ms),
-            episode_start=_ms_to_dt(track.episode_start_ms),
+            scorer=self.kinds[kind].scorer.name,
+            event_time=event_time or ms_to_dt(event_ms),
+            published_at=ms_to_dt(now_ms),
+            episode_start=ms_to_dt(track.episode_start_ms),
             record_id=record_id,
             unit=state.unit,
             bed=state.bed,
@@ -364,10 +377,12 @@ class Processor:
         since a nurse believes she acknowledged something.
         """
         try:
+            if rec.value is None:
+                raise msgspec.DecodeError("the record has no value (a Kafka tombstone)")
             ack = ACK_DECODER.decode(rec.value)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             return AckResult("rejected", dead=dead_letter(
-                rec, "record", [Rejection("schema", _short(exc))], now_ms))
+                rec, "record", [Rejection("schema", short_error(exc))], now_ms))
         if rec.key is not None and rec.key != ack.patient.encode():
             return AckResult("rejected", ack.kind, ack.patient, dead=dead_letter(
                 rec, "record", [Rejection("key_mismatch", "record key is not the ack's patient")],
@@ -376,7 +391,7 @@ class Processor:
         track = state.alerts.get(ack.kind) if state is not None else None
         current = (alert_id(ack.patient, ack.kind, track.episode_start_ms)
                    if track is not None and track.episodes else None)
-        ack_ms = int(ack.acked_at.timestamp() * 1000)
+        ack_ms = dt_to_ms(ack.acked_at)
         by = ack.by or "unknown"
         if track is not None:
             track = copy_track(track)
@@ -424,52 +439,55 @@ class Processor:
         events: list[AlertEvent] = []
         new_alerts = dict(state.alerts)
         for kind, track in state.alerts.items():
-            if kind not in self.policies:
+            if kind not in self.kinds:
                 continue
+            rules = self.kinds[kind].rules
             copy = copy_track(track)
-            transition = overdue(copy, now_ms, self.rules)
+            transition = overdue(copy, now_ms, rules)
             if transition is None:
                 continue
             new_alerts[kind] = copy
-            due_ms = copy.ack_due_from_ms + self.rules.escalate_after_ms
+            due_ms = copy.ack_due_from_ms + rules.escalate_after_ms
             quiet_min = max(0, (now_ms - state.watermark_ms) // 60_000)
             events.append(self._event(
                 patient, kind, copy, state, "escalated", due_ms, now_ms, f"sweep:{due_ms}",
                 summary=f"Unacknowledged; no new vitals for {quiet_min} min",
                 transition_reason=explain.transition("escalated", "unacknowledged",
                                                      copy.severity, float("nan"), 0.0, 0.0,
-                                                     self.rules)))
+                                                     rules)))
         if not events:
             return [], None
         return events, msgspec.structs.replace(state, alerts=new_alerts)
 
-    def _with_online(self, a: Assessment, X: np.ndarray, rows: list[_Row],
-                     get_blob: Callable[[bytes], bytes | None] | None) -> Assessment:
-        """The deployed sepsis risk: the hybrid's risk stacked with the online model's."""
-        assert self.online is not None
-        parts = np.fromiter((r.rec.partition for r in rows), int, len(rows))
-        stored = {int(p): get_blob(online_key(int(p))) if get_blob else None
-                  for p in np.unique(parts)}
-        risk, p_online = self.online.combine(a.risk, X, parts, stored)
-        return Assessment(risk, a.contributions, {**a.details, "sepsis_hybrid_risk": a.risk,
-                                                  "sepsis_online_risk": p_online})
-
     def learn(self, label: LabelRecord, state: PatientState | None, partition: int,
-              stored: bytes | None) -> str:
-        """Let the partition's online model learn one delayed label; returns the outcome."""
-        if self.online is None:
+              read: Callable[[bytes], bytes | None] | None = None) -> str:
+        """Let every scorer that learns this label's kind learn it; returns the outcome.
+
+        The label's hour is featurized from the patient's window state with the one feature
+        function, so the model learns exactly what it scored. :meth:`take_state` then gives
+        the changed models to store.
+        """
+        learners = self.learners
+        if not learners:
             return "no_online_model"
-        if label.kind != "sepsis":
+        mine = [m for m in learners if m.learns_from == label.kind]
+        if not mine:
             return "other_kind"
         if state is None:
             return "unknown_patient"
-        at_ms = int(label.event_time.timestamp() * 1000)
+        at_ms = dt_to_ms(label.event_time)
         if at_ms > state.watermark_ms:
             return "ahead_of_vitals"  # the hour it describes has not been seen yet
         if at_ms < state.watermark_ms - self.windows.horizon_ms + self.windows.lengths_ms[-1]:
             return "too_old"  # its window history is gone: learning from it would be wrong
-        self.online.learn(partition, stored, self.features.featurize(state, at_ms), label.label)
+        x = np.asarray(self.features.featurize(state, at_ms), float)
+        for m in mine:
+            m.learn(x, label.label, partition, read)
         return "learned"
+
+    def take_state(self) -> list[tuple[int, bytes, bytes]]:
+        """(partition, table key, bytes) of every model that learned since the last call."""
+        return [entry for m in self.learners for entry in m.take_state()]
 
     def _dead(self, res: BatchResult, rec: InRecord, scope: str, rejections: list[Rejection],
               patient: str | None, now_ms: int) -> None:
@@ -480,30 +498,23 @@ class Processor:
         res.dead.append((patient, dead_letter(rec, scope, rejections, now_ms)))
 
 
-def dead_letter(rec: InRecord, scope: str, rejections: list[Rejection], now_ms: int) -> DeadLetter:
-    """The DLQ record for ``rec``: its original bytes and every reason, id from its offset."""
-    try:
-        payload, encoding = rec.value.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        payload, encoding = base64.b64encode(rec.value).decode("ascii"), "base64"
-    suffix = "" if scope == "record" else ":observations"
-    return DeadLetter(
-        dlq_id=f"{rec.topic}:{rec.partition}:{rec.offset}{suffix}",
-        scope=scope,  # type: ignore[arg-type]
-        reason=rejections[0].reason,
-        rejections=rejections,
-        topic=rec.topic,
-        partition=rec.partition,
-        offset=rec.offset,
-        payload=payload,
-        payload_encoding=encoding,  # type: ignore[arg-type]
-        received_at=_ms_to_dt(now_ms),
-    )
-
-
 def _num(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 
 
-def _short(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()[:500]
+def _bare(scorer: Scorer, rules: Rules | None) -> ActiveKind:
+    """A bare scorer as the registered kind it predicts (or a plain kind of that name)."""
+    try:
+        kind = kind_named(scorer.target)
+    except KeyError:
+        kind = AlertKind(scorer.target, scorer.target.title(), lambda s, n: scorer)
+    return kind.activate(scorer, rules=rules)
+
+
+def build_processor(settings: VigilSettings) -> Processor:
+    """The processor a worker runs: every registered kind deployed from settings."""
+    windows = WindowSpec.from_seconds(settings.window_lengths_s, settings.allowed_lateness_s,
+                                      settings.label_delay_s)
+    return Processor(windows, deploy(settings, FeatureSpec(windows).names),
+                     score_batch_size=settings.score_batch_size,
+                     max_clock_skew_ms=settings.max_clock_skew_s * 1000)

@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from vigil.runtime import OutputCollector, WorkerProcess
-from vigil.stream.app import build_processor
+from vigil.stream.processor import build_processor
 from vigil.stream.offline import run_offline
 from vigil.stream.replay.replayer import replay_timeline
 from vigil.stream.replay.sources import load_stays

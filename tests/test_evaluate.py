@@ -8,7 +8,7 @@ import warnings
 from vigil.evaluation.run import evaluate_sepsis
 from vigil.models.artifact import ModelArtifact
 from vigil.settings import VigilSettings
-from vigil.stream.app import shipped_model
+from vigil.kinds.sepsis import shipped_model
 
 KEYS = {"auroc", "auprc", "utility", "sensitivity", "median_lead_hours",
         "alerts_per_patient_day", "threshold"}

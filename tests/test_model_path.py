@@ -19,7 +19,8 @@ from vigil.models.artifact import ModelArtifact
 from vigil.models.deployed import DeployedSepsis
 from vigil.models.hybrid_scorer import HybridScorer
 from vigil.runtime import OutputCollector, WorkerProcess
-from vigil.stream.app import build_processor, shipped_model
+from vigil.kinds.sepsis import shipped_model
+from vigil.stream.processor import build_processor
 from vigil.stream.offline import build_feature_table
 from vigil.stream.records import LabelRecord, encode
 from vigil.stream.replay.replayer import replay_timeline
@@ -96,7 +97,6 @@ def test_online_model_learns_from_labels_and_survives_a_restart(broker_settings,
     from kafka import KafkaConsumer, KafkaProducer
 
     from vigil.models.online import OnlineModel
-    from vigil.stream.learning import online_key
     from vigil.stream.topics import changelog_topic
 
     from .test_e2e import metric
@@ -109,7 +109,7 @@ def test_online_model_learns_from_labels_and_survives_a_restart(broker_settings,
     def saved_model() -> OnlineModel:
         c = KafkaConsumer(changelog_topic(s), bootstrap_servers=s.bootstrap_servers,
                           auto_offset_reset="earliest", consumer_timeout_ms=4000)
-        found = [m.value for m in c if m.key == online_key(0)]
+        found = [m.value for m in c if m.key == b"#online/0"]  # the sepsis model of partition 0
         c.close()
         assert found, "no online model in the changelog"
         return OnlineModel.loads(found[-1])

@@ -23,13 +23,13 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily
 
+from vigil.kinds import registered
 from vigil.stream.records import AlertEvent, Rejection, ScoreRecord
 from vigil.stream.state import PatientState
 
-__all__ = ["Metrics", "UnitCensus", "watch_jax_compilations", "KINDS", "MAX_UNITS"]
+__all__ = ["Metrics", "UnitCensus", "watch_jax_compilations", "MAX_UNITS"]
 
 # Bounded label values, exported at 0 from the start (see Metrics._initialise_series).
-KINDS: tuple[str, ...] = typing.get_args(typing.get_type_hints(AlertEvent)["kind"])
 SEVERITIES: tuple[str, ...] = typing.get_args(typing.get_type_hints(AlertEvent)["severity"])
 ALERT_STATES: tuple[str, ...] = typing.get_args(typing.get_type_hints(AlertEvent)["state"])
 REJECTION_REASONS: tuple[str, ...] = typing.get_args(typing.get_type_hints(Rejection)["reason"])
@@ -45,7 +45,11 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     """The metric set of one process, on its own registry (tests build several)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 kinds: Iterable[str] | None = None) -> None:
+        """``kinds``: the alert kinds whose series start at 0 (default: the built-in ones;
+        the worker passes its registered kinds)."""
+        self.kinds = tuple(kinds) if kinds is not None else tuple(k.name for k in registered())
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.info = Info("vigil_worker", "Version, scorers and broker of this worker.", registry=r)
@@ -170,7 +174,7 @@ class Metrics:
         ``increase(vigil_alert_escalations_total{cause="unacknowledged"}[15m]) > 0`` cannot
         tell "none happened" from "the metric was renamed" (Prometheus best practice).
         """
-        for kind in KINDS:
+        for kind in self.kinds:
             self.labels.labels(kind)
             self.risk.labels(kind)
             self.time_to_ack.labels(kind)

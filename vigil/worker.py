@@ -6,10 +6,12 @@ import logging
 
 from vigil.broker import wait_for_broker
 from vigil.broker_checks import changelog_gaps, list_offsets_exact, repair_changelog_ends
-from vigil.metrics import Metrics
+from vigil.kinds import registered
+from vigil.metrics import Metrics, watch_jax_compilations
 from vigil.settings import VigilSettings
 from vigil.stream.agents import Wiring, wire
-from vigil.stream.app import build_app, build_processor
+from vigil.stream.app import build_app
+from vigil.stream.processor import build_processor
 from vigil.stream.topics import changelog_topic, ensure_topics
 
 __all__ = ["prepare_worker", "run_worker", "StateIntegrityError"]
@@ -40,14 +42,18 @@ def prepare_worker(settings: VigilSettings) -> Wiring:
             "Recovering would silently drop the newest patient state. "
             f"Start from a clean state (a new VIGIL_APP_ID, or delete topic "
             f"{changelog_topic(settings)}) and re-replay, or use Apache Kafka (VIGIL_KAFKA_URL).")
-    metrics = Metrics()
+    metrics = Metrics(kinds=[k.name for k in registered(settings)])
+    # every compilation from here on is counted (vigil_jax_compilations_total): the stream
+    # should compile once per fixed batch shape, at warm-up, and never again
+    watch_jax_compilations()
     processor = build_processor(settings)
     log.info("scorers compiled in %.1f s", processor.warm_up())
     wiring = wire(build_app(settings), settings, processor, metrics)
     metrics.broker_offsets_exact.set(1 if exact else 0)
-    artifact = getattr(processor.scorers.get("sepsis"), "artifact", None)
+    artifacts = [a for a in (getattr(s, "artifact", None) for s in processor.scorers.values())
+                 if a is not None]
     metrics.add_worker_info(
-        model_artifact=f"{artifact.name}@{artifact.version}" if artifact else "none",
+        model_artifact=",".join(f"{a.name}@{a.version}" for a in artifacts) or "none",
         score_batch_size=str(settings.score_batch_size),
         partitions=str(settings.partitions))
     return wiring

@@ -14,7 +14,18 @@ def test_drivers_are_the_largest_positive_contributions_with_direction() -> None
     d = drivers(names, x, c, top=3)
     assert [k.text for k in d] == ["RR 28 ↑", "SBP 92 ↓", "HR 118 ↑"]
     assert [k.direction for k in d] == ["up", "down", "up"]
-    assert summary("news2", 0.4, {"news2": 8}, d) == "NEWS2 8: RR 28 ↑, SBP 92 ↓, HR 118 ↑"
+    assert summary("NEWS2 8", d) == "NEWS2 8: RR 28 ↑, SBP 92 ↓, HR 118 ↑"
+    assert summary("NEWS2 8", []) == "NEWS2 8"
+
+
+def test_each_kind_opens_its_alerts_with_its_own_headline() -> None:
+    from vigil.kinds import registered
+
+    sepsis, deterioration = registered()
+    assert deterioration.headline("news2", 0.4, {"news2": 8.0}) == "NEWS2 8"
+    assert sepsis.headline("qsofa", 2 / 3, {"qsofa": 2.0}) == "qSOFA 2/3"
+    assert sepsis.headline("hybrid", 0.16, {"qsofa": 1.0}) == "risk 16% (qSOFA 1/3)"
+    assert sepsis.headline("hybrid", 0.16, {"qsofa": float("nan")}) == "risk 16%"
 
 
 def test_normal_values_have_no_arrow_and_zero_contributions_are_not_reasons() -> None:

@@ -9,7 +9,8 @@ from vigil.alerts.lifecycle import Rules
 from vigil.evaluation.burden import levels_for_alert_rates
 from vigil.models.deployed import DeployedSepsis
 from vigil.settings import VigilSettings
-from vigil.stream.app import build_processor, shipped_model
+from vigil.kinds.sepsis import shipped_model
+from vigil.stream.processor import build_processor
 
 
 def ward(n_patients: int = 120, hours: int = 48, seed: int = 0):

@@ -10,7 +10,7 @@ import pytest
 
 from vigil.models.clinical import News2Scorer, QsofaScorer
 from vigil.settings import VigilSettings
-from vigil.stream.app import build_processor
+from vigil.stream.processor import build_processor
 from vigil.stream.offline import run_offline
 from vigil.stream.processor import InRecord, Processor
 from vigil.stream.records import DLQ_DECODER, encode
@@ -95,7 +95,7 @@ def test_sustained_abnormal_vitals_raise_both_alert_kinds_once(proc: Processor) 
 
 def test_a_failing_scorer_dead_letters_the_rows_instead_of_stopping(features, windows) -> None:
     class Broken(QsofaScorer):
-        def score_batch(self, X):
+        def score_batch(self, X, context=None):
             raise FloatingPointError("model exploded")
 
     p = Processor(windows, [Broken(features.names), News2Scorer(features.names)])

@@ -207,7 +207,7 @@ def _burden(settings: VigilSettings, y: np.ndarray, hours: np.ndarray, groups: l
     """The lifecycle's effect on what nurses receive (see :mod:`vigil.evaluation.burden`)."""
     from vigil.alerts.policy import Policy
     from vigil.evaluation.burden import burden_table
-    from vigil.stream.app import alert_rules
+    from vigil.kinds import rules_from as alert_rules
 
     ratio = settings.alert_clear_ratio
     scores = {deployed: (risks[deployed][0], Policy("sepsis", tuple(levels), clear_ratio=ratio)),

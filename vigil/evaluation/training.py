@@ -164,7 +164,7 @@ def _rate_levels(settings: VigilSettings, y: np.ndarray, hours: np.ndarray, pati
                  risk: np.ndarray) -> list[dict]:
     """Levels for target alert rates on the validation patients (VIGIL_SEPSIS_ALERTS_PER_PATIENT_DAY)."""
     from vigil.evaluation.burden import levels_for_alert_rates
-    from vigil.stream.app import alert_rules
+    from vigil.kinds import rules_from as alert_rules
 
     return levels_for_alert_rates(y, hours, patient_groups(patient), risk, ALERT_RATE_TARGETS,
                                   alert_rules(settings), settings.alert_clear_ratio)

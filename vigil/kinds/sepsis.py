@@ -1,0 +1,86 @@
+"""Sepsis: the hybrid quantum model stacked with its online River model (or qSOFA).
+
+Scorer: the shipped artifact (``vigil/artifacts/sepsis-hybrid-qnn``, or
+``VIGIL_SEPSIS_MODEL_PATH``): the hybrid circuit stacked with the online model that learns
+the delayed PhysioNet 2019 sepsis labels (``VIGIL_SEPSIS_ONLINE``); ``VIGIL_SEPSIS_SCORER=qsofa``
+uses the published qSOFA rule instead (Seymour 2016 / Sepsis-3).
+
+Levels: ``VIGIL_SEPSIS_LEVELS`` (or ``VIGIL_ALERT_LEVELS``) when set; else those the artifact
+chose on its validation patients for ``VIGIL_SEPSIS_ALERTS_PER_PATIENT_DAY``; else the
+scorer's own (utility-optimal for the model, qSOFA >= 2 for the rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.resources import files
+from pathlib import Path
+
+from vigil.kinds.base import AlertKind, Evaluation, Levels
+from vigil.models.base import Scorer
+from vigil.settings import VigilSettings
+
+__all__ = ["KIND", "model_path", "shipped_model"]
+
+
+def shipped_model() -> Path:
+    return Path(str(files("vigil") / "artifacts" / "sepsis-hybrid-qnn"))
+
+
+def model_path(settings: VigilSettings) -> Path:
+    return Path(settings.sepsis_model_path) if settings.sepsis_model_path else shipped_model()
+
+
+def build(settings: VigilSettings, feature_names: tuple[str, ...]) -> Scorer:
+    from vigil.models.clinical import QsofaScorer
+
+    if settings.sepsis_scorer == "qsofa":
+        return QsofaScorer(feature_names)
+    from vigil.models.deployed import DeployedStack, StackedScorer
+    from vigil.models.hybrid_scorer import HybridScorer
+    from vigil.models.online import OnlineScorer
+
+    path = model_path(settings)
+    hybrid = HybridScorer.load(path, feature_names, settings.window_lengths_s,
+                               settings.allowed_lateness_s)
+    if not (settings.sepsis_online and DeployedStack.present(path)):
+        return hybrid
+    deployed = DeployedStack.load(path)
+    online = OnlineScorer(deployed.online, hybrid.norm, target="sepsis", learns_from="sepsis",
+                          state_prefix=b"#online/")
+    return StackedScorer(hybrid, online, deployed)
+
+
+def choose_levels(settings: VigilSettings, scorer: Scorer) -> Levels:
+    explicit = settings.sepsis_levels or settings.alert_levels.get("sepsis")
+    if explicit:
+        return tuple(explicit)
+    if settings.sepsis_alerts_per_patient_day is not None:
+        levels_for_rate = getattr(scorer, "levels_for_rate", None)
+        if levels_for_rate is None:
+            raise ValueError("VIGIL_SEPSIS_ALERTS_PER_PATIENT_DAY needs the deployed model with "
+                             "online learning (its artifact holds the levels by alert rate)")
+        return levels_for_rate(settings.sepsis_alerts_per_patient_day)
+    return tuple(scorer.levels)
+
+
+def headline(scorer: str, risk: float, details: Mapping[str, float]) -> str:
+    if scorer == "qsofa":
+        return f"qSOFA {details['qsofa']:.0f}/3"
+    if "qsofa" in details and details["qsofa"] == details["qsofa"]:  # not NaN
+        return f"risk {risk:.0%} (qSOFA {details['qsofa']:.0f}/3)"
+    return f"risk {risk:.0%}"
+
+
+KIND = AlertKind(
+    name="sepsis",
+    label="Sepsis",
+    build=build,
+    choose_levels=choose_levels,
+    headline=headline,
+    evaluation=Evaluation(
+        dataset="physionet2019",
+        outcome="sepsis (Sepsis-3 onset, PhysioNet/CinC Challenge 2019 labels)",
+        runner="vigil.evaluation.run:evaluate_sepsis"),
+    description="Sepsis in the next hours: the hybrid quantum model with online learning.",
+)
