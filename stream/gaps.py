@@ -20,7 +20,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from vigil.stream.processor import InRecord
+from vigil.stream.consumed import InRecord
 
 __all__ = ["GapFiller", "decode_progress", "encode_progress", "missing_offsets", "progress_key"]
 

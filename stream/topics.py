@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from vigil.settings import VigilSettings
 
-__all__ = ["TopicSpec", "topic_specs", "ensure_topics", "TopicMismatch", "changelog_topic"]
+__all__ = ["InputTopics", "TopicSpec", "declare_inputs", "topic_specs", "ensure_topics",
+           "TopicMismatch", "changelog_topic"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,24 @@ class TopicSpec:
     name: str
     partitions: int
     copartitioned: bool  # must have exactly ``partitions`` partitions
+
+
+@dataclass(frozen=True)
+class InputTopics:
+    """The faust topics the agents consume; raw bytes, decoded by the processor."""
+
+    vitals: Any
+    labels: Any
+    acks: Any
+
+
+def declare_inputs(app: Any, settings: VigilSettings) -> InputTopics:
+    """The worker's input topics on ``app`` (a faust App), co-partitioned by patient."""
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+           "value_serializer": "raw", "partitions": settings.partitions}
+    return InputTopics(app.topic(settings.topic_vitals, **raw),
+                       app.topic(settings.topic_labels, **raw),
+                       app.topic(settings.topic_acks, **raw))
 
 
 def changelog_topic(settings: VigilSettings, table: str = "patients") -> str:

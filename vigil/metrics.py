@@ -224,6 +224,37 @@ class Metrics:
             return unit
         return "other"
 
+    def observe_batch(self, res: Any, n: int, started: float) -> None:
+        """Everything one processed vitals batch (a processor BatchResult) adds."""
+        import time
+        from datetime import UTC, datetime
+
+        self.batch_records.observe(n)
+        self.scored_rows.observe(res.scored_rows)
+        self.observe_units(res.scores, res.states, time.time())
+        for outcome, count in res.outcomes.items():
+            self.records.labels(outcome).inc(count)
+        for reason, count in res.reasons.items():
+            self.rejections.labels(reason).inc(count)
+        for _, d in res.dead:
+            self.dlq.labels(d.scope).inc()
+        self.scores.inc(len(res.scores))
+        now = datetime.now(UTC)
+        for _, a in res.alerts:
+            self.alerts.labels(a.kind, a.severity, a.state).inc()
+            self.event_to_alert.observe(max(0.0, (now - a.event_time).total_seconds()))
+        for (kind, cause), count in res.escalations.items():
+            self.escalations.labels(kind, cause).inc(count)
+        for (kind, cause), count in res.suppressed.items():
+            self.suppressed.labels(kind, cause).inc(count)
+        for kind, risks in res.risks.items():
+            hist = self.risk.labels(kind)
+            for r in risks:
+                hist.observe(r)
+        for lag in res.ingest_lag_s:
+            self.ingest_to_publish.observe(lag)
+        self.batch_seconds.observe(time.perf_counter() - started)
+
     def observe_units(self, scores: Iterable[tuple[str, ScoreRecord]],
                       states: Mapping[str, tuple[int, PatientState]], now_s: float) -> None:
         """Per-unit feed activity (from the batch's scores) and census (from its states)."""

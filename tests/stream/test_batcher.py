@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from vigil.stream.agents import MicroBatcher
+from vigil.stream.batcher import MicroBatcher
 
 
 class FakeStream:
