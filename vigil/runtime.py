@@ -33,7 +33,7 @@ def settings_env(settings: VigilSettings) -> dict[str, str]:
             continue
         if name == "pseudonym_key":
             value = settings.pseudonym_key.get_secret_value()
-        elif isinstance(value, (tuple, list)):
+        elif isinstance(value, (tuple, list, dict)):
             value = json.dumps(value)
         env[f"VIGIL_{name.upper()}"] = str(value)
     return env
