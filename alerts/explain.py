@@ -16,8 +16,9 @@ import math
 import numpy as np
 
 from vigil.alerts.lifecycle import Rules
-from vigil.stream.codes import CODES
-from vigil.stream.records import Driver
+from vigil.wire.codes import CODES
+from vigil.wire.durations import HOUR_MS
+from vigil.wire.records import Driver
 
 __all__ = ["NORMAL", "drivers", "resolved", "summary", "transition"]
 
@@ -106,5 +107,5 @@ def _span(ms: int) -> str:
     """
     if ms < 60_000:
         return f"{ms / 1000:.0f} s"
-    hours = ms / 3_600_000
+    hours = ms / HOUR_MS
     return f"{hours:.0f} h" if hours >= 1 else f"{ms / 60_000:.0f} min"

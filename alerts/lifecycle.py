@@ -2,7 +2,7 @@
 
 Alarm fatigue is what gets alerting systems switched off, so a threshold crossing is not an
 alert. Rows arrive in a patient's event-time order and move the
-:class:`~vigil.stream.state.AlertTrack` kept in the changelogged patients table:
+:class:`~vigil.wire.state.AlertTrack` kept in the changelogged patients table:
 
 * **raise**: not active, and the row has a severity (risk at or above the lowest level, or
   a red flag) -> ``raised``, a new episode;
@@ -29,7 +29,8 @@ import hashlib
 from dataclasses import dataclass
 
 from vigil.alerts.policy import SEVERITY_RANK
-from vigil.stream.state import AlertTrack
+from vigil.wire.durations import HOUR_MS
+from vigil.wire.state import AlertTrack
 
 __all__ = ["Rules", "Transition", "acknowledge", "alert_id", "overdue", "step", "TREND_POINTS"]
 
@@ -42,7 +43,7 @@ class Rules:
     """Lifecycle timings, all in event-time milliseconds (settings ``VIGIL_ALERT_*``)."""
 
     clear_after_ms: int = 7_200_000
-    refractory_ms: int = 4 * 3_600_000
+    refractory_ms: int = 4 * HOUR_MS
     escalate_after_ms: int = 1_800_000
 
 

@@ -33,11 +33,11 @@ from rich.table import Table
 
 from vigil.evaluation.data import feature_table
 from vigil.evaluation.metrics import auroc
+from vigil.kinds.sepsis import shipped_model
 from vigil.models.artifact import ModelArtifact
 from vigil.models.calibration import apply_platt
 from vigil.models.hybrid import angles, readout
 from vigil.settings import VigilSettings
-from vigil.kinds.sepsis import shipped_model
 
 
 def circuit(n: int, layers: int, device, noise: float | None):  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from vigil.models.hybrid import HybridSpec, init_params, make_logit_fn
+from vigil.progress import ProgressBar
 
 __all__ = ["TrainConfig", "TrainResult", "fit_hybrid", "predict_logits"]
 
@@ -98,8 +99,7 @@ def fit_hybrid(spec: HybridSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray
     state = opt.init(params)
     result = TrainResult(params=params, best_epoch=-1, compile_s=time.perf_counter() - t0)
     best_u = -np.inf
-    bar = _progress(progress)
-    task = bar.add_task(label, total=config.epochs * n_batches) if bar else None
+    bar = ProgressBar(label, config.epochs * n_batches, enabled=progress)
     start = time.perf_counter()
     stale = 0
     for epoch in range(config.epochs):
@@ -110,32 +110,18 @@ def fit_hybrid(spec: HybridSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray
             params, state, value = step(params, state, jnp.asarray(X[idx]), jnp.asarray(yf[idx]))
             if b % 50 == 0:
                 losses.append(float(value))
-            if bar:
-                bar.update(task, advance=1)
+            bar.advance()
         u = validate(predict_logits(spec, params, X_val))
         result.history.append({"epoch": epoch, "loss": float(np.mean(losses)),
                                "val_utility": u, "seconds": time.perf_counter() - start})
-        if bar:
-            bar.console.print(f"{label} epoch {epoch}: loss {np.mean(losses):.4f}, "
-                              f"validation utility {u:.3f}")
+        bar.print(f"{label} epoch {epoch}: loss {np.mean(losses):.4f}, "
+                  f"validation utility {u:.3f}")
         if u > best_u:
             best_u, result.params, result.best_epoch, stale = u, params, epoch, 0
         else:
             stale += 1
             if stale >= config.patience:
                 break
-    if bar:
-        bar.stop()
+    bar.stop()
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _progress(enabled: bool):  # type: ignore[no-untyped-def]
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    p = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
-                 TimeRemainingColumn())
-    p.start()
-    return p

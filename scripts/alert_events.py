@@ -23,12 +23,11 @@ from kafka.partitioner.default import murmur2
 
 from vigil.sample import sample_path
 from vigil.settings import VigilSettings
-from vigil.stream.processor import build_processor
-from vigil.stream.processor import InRecord
-from vigil.stream.records import LABEL_DECODER, encode
+from vigil.stream.processor import InRecord, build_processor
 from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.timeline import Timeline
-from vigil.stream.state import decode_state, encode_state
+from vigil.wire.records import LABEL_DECODER, encode
+from vigil.wire.state import decode_state, encode_state
 
 NOW_MS = 1_780_000_000_000  # a fixed "now": the timeline ends here, so runs are comparable
 BATCH = 256

@@ -15,6 +15,7 @@ import faust
 from faust.types import TP
 
 from vigil import __version__
+from vigil.kafka_config import aiokafka_options
 from vigil.metrics import Metrics
 from vigil.settings import VigilSettings
 from vigil.stream.batcher import MicroBatcher
@@ -44,8 +45,9 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
          metrics: Metrics) -> Wiring:
     topics = declare_inputs(app, settings)
     table = declare_patients_table(app, settings)
-    publisher = OutputPublisher(settings.bootstrap_servers)
-    gaps = GapFiller(settings.bootstrap_servers, settings.topic_vitals)
+    kafka = aiokafka_options(settings)  # TLS/SASL for Vigil's own clients beside faust's
+    publisher = OutputPublisher(settings.bootstrap_servers, options=kafka)
+    gaps = GapFiller(settings.bootstrap_servers, settings.topic_vitals, options=kafka)
     store = PatientStore(table, publisher, changelog_topic(settings))
     running = {"vitals": False}
     metrics.info.info({

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import faust
 
+from vigil.kafka_config import faust_options
 from vigil.settings import VigilSettings
 from vigil.stream import transport
 
@@ -25,7 +26,8 @@ def build_app(settings: VigilSettings) -> faust.App:
     transport.configure(settings.fetch_max_wait_ms)
     return faust.App(
         settings.app_id,
-        broker=[f"{transport.SCHEME}://{h}" for h in settings.bootstrap_servers.split(",")],
+        # broker URLs on Vigil's transport, and TLS/SASL credentials where configured
+        **faust_options(settings, scheme=transport.SCHEME),
         store="memory://",
         topic_partitions=settings.partitions,
         topic_disable_leader=True,

@@ -1,7 +1,7 @@
 """The one feature function: a patient's window state at an event time -> a feature vector.
 
 The stream, training and evaluation all call :meth:`FeatureSpec.featurize` on a
-:class:`~vigil.stream.state.PatientState` built by :func:`vigil.stream.windows.admit`, so the
+:class:`~vigil.wire.state.PatientState` built by :func:`vigil.stream.windows.admit`, so the
 model sees in production exactly what it saw in training (no train/serve skew). Features are
 causal: only observations with event time <= ``at_ms`` count, even when later ones are
 already in the state (out-of-order arrival).
@@ -20,14 +20,14 @@ from functools import cached_property
 
 import numpy as np
 
-from vigil.stream.codes import LAB_CODES, VITAL_CODES
-from vigil.stream.state import PatientState
 from vigil.stream.windows import WindowSpec
+from vigil.wire.codes import LAB_CODES, VITAL_CODES
+from vigil.wire.durations import HOUR_MS
+from vigil.wire.state import PatientState
 
 __all__ = ["FeatureSpec", "DEMOGRAPHIC_FEATURES"]
 
 NAN = math.nan
-HOUR_MS = 3_600_000.0
 DEMOGRAPHIC_FEATURES = (
     "age_years",
     "sex_male",

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from vigil.stream.consumed import InRecord
+from vigil.wire.consumed import InRecord
 
 __all__ = ["GapFiller", "decode_progress", "encode_progress", "missing_offsets", "progress_key"]
 
@@ -63,8 +65,12 @@ def missing_offsets(batch: list[InRecord], expected: dict[int, int | None]) -> d
 class GapFiller:
     """Fetches given offsets of the vitals topic with a group-less consumer."""
 
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str, *,
+                 options: Mapping[str, Any] | None = None) -> None:
+        """``options``: aiokafka's security options
+        (:func:`vigil.kafka_config.aiokafka_options`); none for PLAINTEXT."""
         self.bootstrap_servers = bootstrap_servers
+        self.options = dict(options or {})
         self.topic = topic
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -72,7 +78,8 @@ class GapFiller:
         if self._consumer is None:
             self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
                                               enable_auto_commit=False, group_id=None,
-                                              client_id="vigil-gap-filler")
+                                              client_id="vigil-gap-filler",
+                                              **self.options)
             await self._consumer.start()
         c = self._consumer
         tp = TopicPartition(self.topic, partition)

@@ -14,12 +14,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-import msgspec
-
 from vigil.metrics import Metrics
 from vigil.settings import VigilSettings
-from vigil.stream.consumed import InRecord, dead_letter
-from vigil.stream.durations import HOUR_MS, dt_to_ms
 from vigil.stream.gaps import (
     GapFiller,
     decode_progress,
@@ -29,8 +25,10 @@ from vigil.stream.gaps import (
 )
 from vigil.stream.processor import BatchResult, Processor
 from vigil.stream.publisher import OutputPublisher
-from vigil.stream.records import LABEL_DECODER, LabelRecord, Rejection, encode
 from vigil.stream.tables import Changes, PatientStore
+from vigil.wire.consumed import InRecord, dead_letter
+from vigil.wire.durations import HOUR_MS, dt_to_ms
+from vigil.wire.records import LABEL_DECODER, LabelRecord, Rejection, decode_wire, encode
 
 __all__ = ["AcksHandler", "LabelsHandler", "Sweeper", "VitalsHandler", "in_record"]
 
@@ -158,15 +156,8 @@ class LabelsHandler:
 
     @staticmethod
     def decode(rec: InRecord) -> LabelRecord | Rejection:
-        """The label, or why it cannot be read."""
-        if rec.value is None:
-            return Rejection("malformed_json", "the record has no value (a Kafka tombstone)")
-        try:
-            return LABEL_DECODER.decode(rec.value)
-        except msgspec.ValidationError as exc:
-            return Rejection("schema", str(exc))
-        except msgspec.DecodeError as exc:
-            return Rejection("malformed_json", str(exc))
+        """The label, or why it cannot be read (never an exception: see decode_wire)."""
+        return decode_wire(LABEL_DECODER, rec.value)
 
     async def wait_for_vitals(self, labels: Iterable[LabelRecord]) -> None:
         """Give the vitals agent time to reach the hours these labels describe.

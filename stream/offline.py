@@ -13,19 +13,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vigil.progress import ProgressBar
 from vigil.settings import VigilSettings
 from vigil.stream.features import FeatureSpec
 from vigil.stream.processor import BatchResult, InRecord, Processor
 from vigil.stream.replay.stays import Stay
 from vigil.stream.replay.timeline import Timeline
-from vigil.stream.state import PatientState
 from vigil.stream.validation import Accepted, check
 from vigil.stream.windows import WindowSpec
 from vigil.stream.windows import admit as admit_record
+from vigil.wire.durations import HOUR_MS
+from vigil.wire.state import PatientState
 
 __all__ = ["FeatureTable", "build_feature_table", "partition_of", "run_offline"]
 
-HOUR_MS = 3_600_000
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -155,23 +156,20 @@ def build_feature_table(stays: list[Stay], settings: VigilSettings, *, workers: 
     jobs = [(stays[i:i + chunk], key, windows, settings.max_clock_skew_s * 1000)
             for i in range(0, len(stays), chunk)]
     parts: list = []
-    bar = _bar(progress, len(stays), "features")
+    bar = ProgressBar("features", len(stays), enabled=progress)
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
         with mp.get_context("fork").Pool(workers) as pool:
             for res in pool.imap(_build_chunk, jobs):
                 parts += res
-                if bar:
-                    bar[0].update(bar[1], advance=len(res))
+                bar.advance(len(res))
     else:
         for job in jobs:
             res = _build_chunk(job)
             parts += res
-            if bar:
-                bar[0].update(bar[1], advance=len(res))
-    if bar:
-        bar[0].stop()
+            bar.advance(len(res))
+    bar.stop()
     n = len(spec.names)
     return FeatureTable(
         X=np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, n), np.float32),
@@ -189,13 +187,3 @@ def build_feature_table(stays: list[Stay], settings: VigilSettings, *, workers: 
         sexes=[s.sex for s in stays],
         refused=sum(p[4] for p in parts),
     )
-
-
-def _bar(enabled: bool, total: int, what: str):  # type: ignore[no-untyped-def]
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    p = Progress(f"[bold]{what}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    p.start()
-    return p, p.add_task(what, total=total)

@@ -29,7 +29,7 @@ import msgspec
 import numpy as np
 
 from vigil.alerts import explain
-from vigil.alerts.lifecycle import Rules, acknowledge, alert_id, overdue, step
+from vigil.alerts.lifecycle import Rules, Transition, acknowledge, alert_id, overdue, step
 from vigil.alerts.policy import Policy
 from vigil.kinds import ActiveKind, AlertKind, deploy, kind_named
 from vigil.models.base import (
@@ -43,10 +43,12 @@ from vigil.models.base import (
 )
 from vigil.models.clinical import ClinicalInputs, clinical_details
 from vigil.settings import VigilSettings
-from vigil.stream.consumed import InRecord, dead_letter, short_error
-from vigil.stream.durations import dt_to_ms, ms_to_dt
 from vigil.stream.features import FeatureSpec
-from vigil.stream.records import (
+from vigil.stream.validation import Accepted, Refused, validate
+from vigil.stream.windows import WindowSpec, admit
+from vigil.wire.consumed import InRecord, dead_letter, short_error
+from vigil.wire.durations import dt_to_ms, ms_to_dt
+from vigil.wire.records import (
     ACK_DECODER,
     AlertEvent,
     DeadLetter,
@@ -54,10 +56,9 @@ from vigil.stream.records import (
     LabelRecord,
     Rejection,
     ScoreRecord,
+    decode_wire,
 )
-from vigil.stream.state import AlertTrack, PatientState, copy_track
-from vigil.stream.validation import Accepted, Refused, validate
-from vigil.stream.windows import WindowSpec, admit
+from vigil.wire.state import AlertTrack, PatientState, copy_track
 
 __all__ = ["InRecord", "BatchResult", "Processor", "CLINICAL_KEYS", "build_processor",
            "dead_letter"]
@@ -238,16 +239,11 @@ class Processor:
     # ------------------------------------------------------------------------------------
     def _score(self, rows: list[_Row], res: BatchResult, now_ms: int,
                get_blob: Callable[[bytes], bytes | None] | None = None) -> None:
+        """Score the batch's rows with every kind, then per row: a score record and each
+        kind's lifecycle step; the transitions become explained alert events."""
         X = self.features.matrix([r.features for r in rows])
         try:
-            clinical = clinical_details(self.clinical, X)  # once per batch, for everyone
-            context = Context(np.fromiter((r.rec.partition for r in rows), int, len(rows)),
-                              get_blob, clinical)
-            chunks = padded_chunks(X, self.score_batch_size)  # shared by every scorer
-            assessed: dict[str, Assessment] = {
-                kind: score_chunks(a.scorer, chunks, X.shape[1], self.score_batch_size, context)
-                for kind, a in self.kinds.items()
-            }
+            assessed, details = self._assess(X, rows, get_blob)
         except Exception as exc:  # a failing model must not stop the stream silently
             log.exception("scoring failed for a batch of %d rows", len(rows))
             res.outcomes["accepted"] -= len(rows)
@@ -255,47 +251,74 @@ class Processor:
                 self._dead(res, row.rec, "record", [Rejection(
                     "internal_error", f"scoring failed: {short_error(exc)}")], row.patient, now_ms)
             return
-        details = {**clinical, **{k: v for a in assessed.values() for k, v in a.details.items()}}
         res.scored_rows += len(rows)
-        pending: list[tuple[int, str, str, float, AlertTrack]] = []  # alerts to explain
+        pending: list[tuple[int, str, Transition, float, AlertTrack]] = []  # to explain
         for i, row in enumerate(rows):
-            acc = row.acc
             state = res.states[row.patient][1]
-            clinical = {k: _num(details[k][i]) for k in CLINICAL_KEYS if k in details}
-            res.scores.append((row.patient, ScoreRecord(
-                score_id=_digest(row.patient, acc.record_id),
-                patient=row.patient,
-                event_time=ms_to_dt(acc.event_ms),
-                record_id=acc.record_id,
-                risks={k: float(a.risk[i]) for k, a in assessed.items()},
-                scorers=self.names,
-                clinical=clinical,
-                unit=state.unit,
-                bed=state.bed,
-                ingested_at=ms_to_dt(row.rec.timestamp_ms),
-            )))
+            res.scores.append((row.patient, self._score_record(row, state, i, assessed,
+                                                               details)))
             res.ingest_lag_s.append(max(0.0, (now_ms - row.rec.timestamp_ms) / 1000))
             for kind, a in assessed.items():
-                policy = self.kinds[kind].policy
-                risk = float(a.risk[i])
-                flag = float(details[policy.floor_flag][i]) if policy.floor_flag else 0.0
-                severity = policy.severity(risk, flag)
-                track = state.alerts.setdefault(kind, AlertTrack())
-                transition = step(track, severity, policy.below_clear(risk, flag), acc.event_ms,
-                                  self.kinds[kind].rules, risk, flag > 0)
-                if transition is None:
-                    continue
-                if transition.state == "suppressed":
-                    res.suppressed[(kind, transition.cause)] += 1
-                    continue
-                if transition.state == "escalated":
-                    res.escalations[(kind, transition.cause)] += 1
-                # a snapshot: later rows of the batch may move the track on
-                pending.append((i, kind, transition, risk, copy_track(track)))
+                found = self._step(kind, float(a.risk[i]), details, i, state, row.acc.event_ms,
+                                   res)
+                if found is not None:
+                    pending.append((i, kind, *found))
         for kind, a in assessed.items():
             res.risks.setdefault(kind, []).extend(float(r) for r in a.risk if r == r)
         if pending:
             self._alerts(rows, X, assessed, details, pending, res, now_ms)
+
+    def _assess(self, X: np.ndarray, rows: list[_Row],
+                get_blob: Callable[[bytes], bytes | None] | None
+                ) -> tuple[dict[str, Assessment], dict[str, np.ndarray]]:
+        """Every kind's assessment of ``X`` in fixed-shape chunks, and the per-row details
+        (the clinical scores, computed once for everyone, and each scorer's own)."""
+        clinical = clinical_details(self.clinical, X)
+        context = Context(np.fromiter((r.rec.partition for r in rows), int, len(rows)),
+                          get_blob, clinical)
+        chunks = padded_chunks(X, self.score_batch_size)  # shared by every scorer
+        assessed = {kind: score_chunks(a.scorer, chunks, X.shape[1], self.score_batch_size,
+                                       context)
+                    for kind, a in self.kinds.items()}
+        details = {**clinical, **{k: v for a in assessed.values() for k, v in a.details.items()}}
+        return assessed, details
+
+    def _score_record(self, row: _Row, state: PatientState, i: int,
+                      assessed: dict[str, Assessment],
+                      details: dict[str, np.ndarray]) -> ScoreRecord:
+        acc = row.acc
+        return ScoreRecord(
+            score_id=_digest(row.patient, acc.record_id),
+            patient=row.patient,
+            event_time=ms_to_dt(acc.event_ms),
+            record_id=acc.record_id,
+            risks={k: float(a.risk[i]) for k, a in assessed.items()},
+            scorers=self.names,
+            clinical={k: _num(details[k][i]) for k in CLINICAL_KEYS if k in details},
+            unit=state.unit,
+            bed=state.bed,
+            ingested_at=ms_to_dt(row.rec.timestamp_ms),
+        )
+
+    def _step(self, kind: str, risk: float, details: dict[str, np.ndarray], i: int,
+              state: PatientState, event_ms: int, res: BatchResult
+              ) -> tuple[Transition, float, AlertTrack] | None:
+        """One row through one kind's lifecycle; a transition to publish, with a snapshot
+        of the track (later rows of the batch may move it on)."""
+        active = self.kinds[kind]
+        policy = active.policy
+        flag = float(details[policy.floor_flag][i]) if policy.floor_flag else 0.0
+        track = state.alerts.setdefault(kind, AlertTrack())
+        transition = step(track, policy.severity(risk, flag), policy.below_clear(risk, flag),
+                          event_ms, active.rules, risk, flag > 0)
+        if transition is None:
+            return None
+        if transition.state == "suppressed":
+            res.suppressed[(kind, transition.cause)] += 1
+            return None
+        if transition.state == "escalated":
+            res.escalations[(kind, transition.cause)] += 1
+        return transition, risk, copy_track(track)
 
     def _alerts(self, rows: list[_Row], X: np.ndarray, assessed: dict[str, Assessment],
                 details: dict[str, np.ndarray], pending: list, res: BatchResult,
@@ -376,13 +399,9 @@ class Processor:
         counted; unreadable ones and acks of alerts this worker never raised go to the DLQ,
         since a nurse believes she acknowledged something.
         """
-        try:
-            if rec.value is None:
-                raise msgspec.DecodeError("the record has no value (a Kafka tombstone)")
-            ack = ACK_DECODER.decode(rec.value)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return AckResult("rejected", dead=dead_letter(
-                rec, "record", [Rejection("schema", short_error(exc))], now_ms))
+        ack = decode_wire(ACK_DECODER, rec.value)
+        if isinstance(ack, Rejection):
+            return AckResult("rejected", dead=dead_letter(rec, "record", [ack], now_ms))
         if rec.key is not None and rec.key != ack.patient.encode():
             return AckResult("rejected", ack.kind, ack.patient, dead=dead_letter(
                 rec, "record", [Rejection("key_mismatch", "record key is not the ack's patient")],

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -25,8 +27,12 @@ __all__ = ["OutputPublisher"]
 
 
 class OutputPublisher:
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, *,
+                 options: Mapping[str, Any] | None = None) -> None:
+        """``options``: aiokafka's security options
+        (:func:`vigil.kafka_config.aiokafka_options`); none for PLAINTEXT."""
         self.bootstrap_servers = bootstrap_servers
+        self.options = dict(options or {})
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._partitions: dict[str, list[int]] = {}
@@ -39,6 +45,7 @@ class OutputPublisher:
                     bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=0,
                     client_id="vigil-outputs",
                     enable_idempotence=False,  # tansu 0.6 cannot InitProducerId for aiokafka
+                    **self.options,
                 )
                 await producer.start()
                 self._producer = producer

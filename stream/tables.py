@@ -1,7 +1,7 @@
 """The patients table: declared once, read through a decode cache, written changelog-first.
 
 One faust table, ``patients``, keyed by patient pseudonym (bytes), values msgpack bytes of
-:class:`~vigil.stream.state.PatientState`. Keys starting with ``#`` are Vigil's own
+:class:`~vigil.wire.state.PatientState`. Keys starting with ``#`` are Vigil's own
 bookkeeping in the same changelog (each vitals partition's progress, each partition's online
 models): no pseudonym starts with ``#``.
 
@@ -19,8 +19,8 @@ import faust
 
 from vigil.settings import VigilSettings
 from vigil.stream.publisher import OutputPublisher
-from vigil.stream.state import PatientState, decode_state, encode_state
 from vigil.stream.topics import changelog_topic
+from vigil.wire.state import PatientState, decode_state, encode_state
 
 __all__ = ["Changes", "PatientStore", "declare_patients_table"]
 

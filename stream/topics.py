@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from vigil.kafka_config import kafka_python_options
 from vigil.settings import VigilSettings
 
 __all__ = ["InputTopics", "TopicSpec", "declare_inputs", "topic_specs", "ensure_topics",
@@ -71,7 +72,8 @@ def ensure_topics(settings: VigilSettings, *, replication_factor: int = 1) -> li
     from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                             client_id="vigil-topics", request_timeout_ms=10_000)
+                             client_id="vigil-topics", request_timeout_ms=10_000,
+                             **kafka_python_options(settings))
     try:
         existing = set(admin.list_topics())
         specs = topic_specs(settings)

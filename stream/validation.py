@@ -2,10 +2,10 @@
 
 Checks that need the patient's history (late beyond the lateness bound, duplicates) live in
 :mod:`vigil.stream.windows` with the state they need. A record is refused as a whole when
-nothing of it can be trusted (bad JSON, bad schema, a time from the future, no usable
-observation); when only some observations are bad, those are refused and the rest is used,
-because dropping a valid heart rate with a faulty SpO2 probe reading would hide the patient
-from the scorers. Either way every refusal is reported, never silently dropped.
+nothing of it can be trusted (no value, bad JSON, bad schema, a time from the future or
+before any plausible measurement, no usable observation); when only some observations are
+bad, those are refused and the rest is used, because dropping a valid heart rate with a
+faulty SpO2 probe reading would hide the patient from the scorers. Either way every refusal is reported, never silently dropped.
 """
 
 from __future__ import annotations
@@ -13,13 +13,39 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-import msgspec
+from vigil.wire.codes import CODES, UnknownUnit
+from vigil.wire.records import VITALS_DECODER, Rejection, VitalsRecord, decode_wire
 
-from vigil.stream.codes import CODES, UnknownUnit
-from vigil.stream.records import VITALS_DECODER, Rejection, VitalsRecord
+__all__ = ["ADMISSION_TOLERANCE_MS", "TIME_FLOOR_MS", "Accepted", "Refused", "check",
+           "record_id_of", "validate"]
 
-__all__ = ["Accepted", "Refused", "check", "record_id_of", "validate"]
+TIME_FLOOR_MS = int(datetime(1990, 1, 1, tzinfo=UTC).timestamp() * 1000)
+"""No event time before 1990-01-01T00:00Z is a measurement a live ICU feed can send.
+
+Networked bedside monitors and HL7 v2 interfaces (1988 on) came into ICUs in the 1990s, and
+no patient alive in an ICU today has a record the stream should score from before then.
+What does arrive with such dates are defaults and resets: a monitor whose RTC battery died
+(1970-01-01, the Unix epoch, or 1969 one time zone west of it), an integration that fills a
+missing date with 0001-01-01, a two-digit year read as 19xx. Scoring them would put the
+observation decades behind the patient's watermark, or, as the first record of a patient,
+move the watermark back decades so every later record looks hours "late" relative to
+nothing. They are refused whole as ``implausible_time``.
+"""
+
+ADMISSION_TOLERANCE_MS = 24 * 3_600_000
+"""How far before the admission a record states its event time may be: 24 h.
+
+Samples drawn before the formal admission are real and are charted to the stay: labs in the
+emergency department or at a referring hospital, usually within hours, and rarely more than
+a day, before the hospital admission is registered. A record dated further back than that
+from the earliest admission time it carries itself (``patient_info``) contradicts its own
+header: a clock off by days, a wrong date format (day and month swapped), or observations
+sent under the wrong patient's admission. The earliest admission is used because ward data
+before an ICU transfer, after the hospital admission, is genuine: only a time before both
+is refused.
+"""
 
 
 @dataclass(slots=True)
@@ -57,8 +83,12 @@ def record_id_of(record: VitalsRecord) -> str:
     return "h:" + h.hexdigest()
 
 
-def validate(payload: bytes, now_ms: int, max_clock_skew_ms: int) -> Accepted | Refused:
-    """Decode and check one vitals payload.
+def validate(payload: bytes | None, now_ms: int, max_clock_skew_ms: int) -> Accepted | Refused:
+    """Decode and check one vitals payload (a Kafka record value: ``None`` for a tombstone).
+
+    Never raises on bad input: every way a value can be unreadable is a ``Refused`` with a
+    reason (:func:`vigil.wire.records.decode_wire`), so that ``internal_error`` is left
+    for Vigil's own bugs.
 
     >>> ok = validate(b'{"patient":"p1","event_time":"2026-01-01T00:00:00Z",'
     ...               b'"observations":[{"code":"Temp","value":101.3,"unit":"[degF]"},'
@@ -66,12 +96,9 @@ def validate(payload: bytes, now_ms: int, max_clock_skew_ms: int) -> Accepted | 
     >>> [(c, round(v, 1)) for c, v in ok.observations], [r.reason for r in ok.rejections]
     ([('Temp', 38.5)], ['implausible'])
     """
-    try:
-        record = VITALS_DECODER.decode(payload)
-    except msgspec.ValidationError as exc:
-        return Refused([Rejection("schema", str(exc))])
-    except msgspec.DecodeError as exc:
-        return Refused([Rejection("malformed_json", str(exc))])
+    record = decode_wire(VITALS_DECODER, payload)
+    if isinstance(record, Rejection):
+        return Refused([record])
     return check(record, now_ms, max_clock_skew_ms)
 
 
@@ -85,6 +112,9 @@ def check(record: VitalsRecord, now_ms: int, max_clock_skew_ms: int) -> Accepted
                        f"(tolerance {max_clock_skew_ms / 1000:.0f} s)")],
             record.patient,
         )
+    too_early = _implausible_time(record, event_ms)
+    if too_early is not None:
+        return Refused([too_early], record.patient)
 
     good: list[tuple[str, float]] = []
     bad: list[Rejection] = []
@@ -113,3 +143,27 @@ def check(record: VitalsRecord, now_ms: int, max_clock_skew_ms: int) -> Accepted
     if not good:
         return Refused(bad, record.patient)
     return Accepted(record, record_id_of(record), event_ms, good, bad)
+
+
+def _implausible_time(record: VitalsRecord, event_ms: int) -> Rejection | None:
+    """Why ``event_ms`` is before any time the record could have been measured, if it is.
+
+    The floor is the later of :data:`TIME_FLOOR_MS` and the earliest admission time the
+    record states, less :data:`ADMISSION_TOLERANCE_MS`.
+    """
+    if event_ms < TIME_FLOOR_MS:
+        return Rejection("implausible_time", f"event_time {record.event_time.isoformat()} is "
+                         "before 1990-01-01T00:00Z: a reset or default clock, not a measurement")
+    info = record.patient_info
+    admits = [(t, name) for t, name in ((info.hospital_admit_time, "hospital admission"),
+                                        (info.icu_admit_time, "ICU admission"))
+              if t is not None] if info is not None else []
+    if not admits:
+        return None
+    first, name = min(admits, key=lambda a: a[0])
+    before_ms = int(first.timestamp() * 1000) - event_ms
+    if before_ms <= ADMISSION_TOLERANCE_MS:
+        return None
+    return Rejection("implausible_time", f"event_time {record.event_time.isoformat()} is "
+                     f"{before_ms / 3_600_000:.0f} h before the {name} this record states "
+                     f"({first.isoformat()}; tolerance {ADMISSION_TOLERANCE_MS // 3_600_000} h)")

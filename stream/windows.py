@@ -2,7 +2,7 @@
 
 Windows are defined apart from the engine (as Quix Streams does): a :class:`WindowSpec` says
 how long each window is and how late an event may be; :func:`admit` applies one validated
-record to a :class:`~vigil.stream.state.PatientState`. Each patient keeps its own watermark
+record to a :class:`~vigil.wire.state.PatientState`. Each patient keeps its own watermark
 (the latest event time seen), because bedside feeds are independent: one monitor's clock or
 backlog must not make another patient's events "late".
 
@@ -15,13 +15,13 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from vigil.stream.records import Rejection
-from vigil.stream.state import PatientState, Series
 from vigil.stream.validation import Accepted
+from vigil.wire.durations import HOUR_MS
+from vigil.wire.records import Rejection
+from vigil.wire.state import PatientState, Series
 
 __all__ = ["KEEP_LAST", "PRUNE_EVERY", "WindowSpec", "admit"]
 
-HOUR_MS = 3_600_000
 KEEP_LAST = 2  # points kept per code beyond the horizon: last value and its predecessor
 PRUNE_EVERY = 4  # prune when the watermark has advanced by horizon / PRUNE_EVERY
 

@@ -18,8 +18,8 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from vigil.runtime import OutputCollector, WorkerProcess
-from vigil.stream.processor import build_processor
 from vigil.stream.offline import run_offline
+from vigil.stream.processor import build_processor
 from vigil.stream.replay.replayer import replay_timeline
 from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.timeline import Timeline
@@ -164,7 +164,7 @@ def test_dead_letters_keep_the_original_payload(broker_settings, worker) -> None
     s = broker_settings
     from kafka import KafkaConsumer
 
-    from vigil.stream.records import DLQ_DECODER
+    from vigil.wire.records import DLQ_DECODER
 
     payloads = [b'{"patient": "pt-x", "oops": true}', b"\x00\x01\x02"]
     produce(s, [("pt-x", p) for p in payloads])

@@ -24,8 +24,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 
 from vigil.kinds import registered
-from vigil.stream.records import AlertEvent, Rejection, ScoreRecord
-from vigil.stream.state import PatientState
+from vigil.wire.records import AlertEvent, Rejection, ScoreRecord
+from vigil.wire.state import PatientState
 
 __all__ = ["Metrics", "UnitCensus", "watch_jax_compilations", "MAX_UNITS"]
 

@@ -6,6 +6,7 @@ import logging
 
 from vigil.broker import wait_for_broker
 from vigil.broker_checks import changelog_gaps, list_offsets_exact, repair_changelog_ends
+from vigil.kafka_config import describe, kafka_python_options
 from vigil.kinds import registered
 from vigil.metrics import Metrics, watch_jax_compilations
 from vigil.settings import VigilSettings
@@ -24,15 +25,17 @@ class StateIntegrityError(RuntimeError):
 
 
 def prepare_worker(settings: VigilSettings) -> Wiring:
-    wait_for_broker(settings.bootstrap_servers, timeout_s=30)
+    kafka = kafka_python_options(settings)  # TLS/SASL as configured; never logged
+    log.info("Kafka: %s", describe(settings))
+    wait_for_broker(settings.bootstrap_servers, timeout_s=30, options=kafka)
     ensure_topics(settings)
-    exact = list_offsets_exact(settings.bootstrap_servers)
+    exact = list_offsets_exact(settings.bootstrap_servers, options=kafka)
     topics = [changelog_topic(settings)]
-    gaps = changelog_gaps(settings.bootstrap_servers, topics)
+    gaps = changelog_gaps(settings.bootstrap_servers, topics, options=kafka)
     if gaps:
         log.warning("changelog ends behind the log: %s", "; ".join(map(str, gaps)))
-        repair_changelog_ends(settings.bootstrap_servers, gaps)
-        gaps = changelog_gaps(settings.bootstrap_servers, topics)
+        repair_changelog_ends(settings.bootstrap_servers, gaps, options=kafka)
+        gaps = changelog_gaps(settings.bootstrap_servers, topics, options=kafka)
     if gaps:
         raise StateIntegrityError(
             "refusing to start: the patients table changelog cannot be recovered exactly.\n  "

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vigil.stream.pseudonym import pseudonymize
-from vigil.stream.records import LabelRecord, Observation, PatientInfo, VitalsRecord, encode
 from vigil.stream.replay.stays import Stay
+from vigil.wire.durations import HOUR_MS
+from vigil.wire.records import LabelRecord, Observation, PatientInfo, VitalsRecord, encode
 
 __all__ = ["TimedRecord", "Timeline"]
 
-HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)

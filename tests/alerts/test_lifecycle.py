@@ -6,7 +6,7 @@ import pytest
 
 from vigil.alerts.lifecycle import Rules, acknowledge, alert_id, step
 from vigil.alerts.policy import Policy
-from vigil.stream.state import AlertTrack
+from vigil.wire.state import AlertTrack
 
 H = 3_600_000
 M = 60_000
@@ -181,7 +181,7 @@ def test_bad_policies_raise(levels) -> None:
 def test_a_track_stored_before_acknowledgements_existed_keeps_its_clock() -> None:
     import msgspec
 
-    from vigil.stream.state import decode_state
+    from vigil.wire.state import decode_state
 
     old = msgspec.msgpack.encode({"alerts": {"sepsis": [True, 0, "medium", -1, 0, 1]}})
     t = decode_state(old).alerts["sepsis"]

@@ -290,7 +290,7 @@ def _silent_unit_record(s) -> None:  # type: ignore[no-untyped-def]
 
 def _acknowledge_open_alerts(s, collector: OutputCollector) -> int:  # type: ignore[no-untyped-def]
     """A nurse acknowledges one open alert of each kind, as the alert board would."""
-    from vigil.stream.records import AckEvent, encode
+    from vigil.wire.records import AckEvent, encode
 
     last: dict[str, object] = {}
     for a in sorted(collector.alerts.values(), key=lambda a: (a.event_time, a.state != "raised")):

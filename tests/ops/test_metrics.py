@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from prometheus_client import generate_latest
 
 from vigil.metrics import MAX_UNITS, Metrics
-from vigil.stream.records import ScoreRecord
-from vigil.stream.state import AlertTrack, PatientState
+from vigil.wire.records import ScoreRecord
+from vigil.wire.state import AlertTrack, PatientState
 
 
 def _text(m: Metrics) -> str:

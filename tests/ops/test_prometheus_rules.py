@@ -91,3 +91,19 @@ def test_committed_dashboard_is_what_the_generator_emits(dashboard_tool) -> None
     datasources = yaml.safe_load(
         (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
     assert {d["uid"] for d in datasources["datasources"]} == {dashboard_tool.DATASOURCE_UID}
+
+
+def test_rules_and_dashboard_follow_the_kinds_registry(dashboard_tool) -> None:
+    """A new alert kind needs no rule edit: rules group by ``kind`` and never name one; the
+    rule tests and the dashboard's risk panels use exactly the registered kinds."""
+    import re
+
+    from vigil.kinds import registered
+
+    names = {k.name for k in registered()}
+    for rule in _rules("expr"):
+        assert not re.search(r'kind\s*=~?\s*"', rule["expr"]), (rule, "names a kind")
+    tested = set(re.findall(r'kind="([a-z_]+)"', TESTS.read_text()))
+    assert tested <= names and tested, tested
+    titles = {p["title"] for p in json.loads(dashboard_tool.OUT.read_text())["panels"]}
+    assert {f"{k.label} risk distribution" for k in registered()} <= titles

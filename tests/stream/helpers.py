@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from vigil.stream.records import Observation, PatientInfo, VitalsRecord
 from vigil.stream.validation import Accepted, record_id_of
+from vigil.wire.records import Observation, PatientInfo, VitalsRecord
 
 HOUR = 3_600_000
 T0 = int(datetime(2026, 6, 1, tzinfo=UTC).timestamp() * 1000)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from vigil.stream.features import FeatureSpec
-from vigil.stream.state import PatientState
 from vigil.stream.windows import WindowSpec, admit
+from vigil.wire.state import PatientState
 
 from .helpers import HOUR, T0, acc
 

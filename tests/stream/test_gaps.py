@@ -45,7 +45,7 @@ def test_progress_round_trip_and_keys_no_patient_can_have() -> None:
     assert progress_key(3) == b"#progress/3"
     import msgspec
 
-    from vigil.stream.records import VITALS_DECODER
+    from vigil.wire.records import VITALS_DECODER
 
     with pytest.raises(msgspec.ValidationError):  # "#" is not allowed in a patient key
         VITALS_DECODER.decode(b'{"patient": "#progress/3", "event_time": '

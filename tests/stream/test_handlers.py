@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 
 from vigil.models.clinical import News2Scorer, QsofaScorer
 from vigil.settings import VigilSettings
-from vigil.stream.consumed import InRecord
 from vigil.stream.gaps import decode_progress, progress_key
 from vigil.stream.handlers import AcksHandler, LabelsHandler, Sweeper, VitalsHandler
 from vigil.stream.processor import Processor
-from vigil.stream.records import DLQ_DECODER
 from vigil.stream.tables import PatientStore
+from vigil.wire.consumed import InRecord
+from vigil.wire.records import DLQ_DECODER
 
 from .helpers import HOUR, T0
 

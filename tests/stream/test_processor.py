@@ -10,12 +10,11 @@ import pytest
 
 from vigil.models.clinical import News2Scorer, QsofaScorer
 from vigil.settings import VigilSettings
-from vigil.stream.processor import build_processor
 from vigil.stream.offline import run_offline
-from vigil.stream.processor import InRecord, Processor
-from vigil.stream.records import DLQ_DECODER, encode
+from vigil.stream.processor import InRecord, Processor, build_processor
 from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.timeline import Timeline
+from vigil.wire.records import DLQ_DECODER, encode
 
 from .helpers import HOUR, T0
 
@@ -172,7 +171,12 @@ def test_acks_that_cannot_apply_are_counted_and_dead_lettered(proc: Processor) -
     assert nobody.outcome == "unknown_alert" and nobody.dead is not None
     bad = proc.acknowledge(InRecord("vigil.acks", 0, 2, b"pt-1", b"{not json", NOW),
                            states.get, NOW)
-    assert bad.outcome == "rejected" and bad.dead.reason == "schema"
+    assert bad.outcome == "rejected" and bad.dead.reason == "malformed_json"
+    wrong = proc.acknowledge(InRecord("vigil.acks", 0, 3, b"pt-1", b'{"alert_id": 1}', NOW),
+                             states.get, NOW)
+    assert wrong.outcome == "rejected" and wrong.dead.reason == "schema"
+    gone = proc.acknowledge(InRecord("vigil.acks", 0, 4, b"pt-1", None, NOW), states.get, NOW)
+    assert gone.outcome == "rejected" and gone.dead.reason == "malformed_json"
     aid = first.alerts[0][1].alert_id
     moved = InRecord("vigil.acks", 0, 3, b"pt-2", ack(3, aid).value, NOW)
     assert proc.acknowledge(moved, states.get, NOW).dead.reason == "key_mismatch"

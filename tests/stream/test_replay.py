@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from vigil.stream.records import LABEL_DECODER, VITALS_DECODER
 from vigil.stream.replay.physionet2012 import parse_record
 from vigil.stream.replay.physionet2019 import parse_psv
 from vigil.stream.replay.sources import list_files, load_stays
 from vigil.stream.replay.timeline import Timeline
 from vigil.stream.validation import Accepted, validate
+from vigil.wire.records import LABEL_DECODER, VITALS_DECODER
 
 HOUR = 3_600_000
 PSV = """HR|O2Sat|Temp|SBP|MAP|DBP|Resp|EtCO2|WBC|Age|Gender|Unit1|Unit2|HospAdmTime|ICULOS|SepsisLabel

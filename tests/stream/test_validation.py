@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from vigil.stream.codes import CODES, convert
 from vigil.stream.validation import Accepted, Refused, record_id_of, validate
+from vigil.wire.codes import CODES, convert
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -146,3 +146,113 @@ def test_record_id_is_the_source_message_id_or_a_content_hash() -> None:
     e = check(payload([{"code": "HR", "value": 81, "unit": "/min"}]))
     assert c.record_id == d.record_id != e.record_id
     assert record_id_of(c.record) == c.record_id
+
+
+# --- undecodable values (issue 13): a dead letter with a reason, never an exception --------
+
+def test_a_tombstone_is_refused_as_malformed_json() -> None:
+    # any producer can send a null value; before issue 13 validate raised TypeError here
+    out = validate(None, NOW_MS, 300_000)
+    assert isinstance(out, Refused) and reasons(out) == ["malformed_json"]
+    assert "tombstone" in out.rejections[0].detail
+
+
+def _with_raw(field_json: bytes) -> bytes:
+    return (b'{"patient": "pt-1", "event_time": "2026-06-01T12:00:00Z", '
+            b'"observations": [{"code": "HR", "value": 80, "unit": "/min"}], ' + field_json + b"}")
+
+
+@pytest.mark.parametrize("raw", [
+    _with_raw(b'"bed": "B\xe9-07"'),             # Latin-1 in a field Vigil reads
+    _with_raw(b'"note": "caf\xe9"'),             # ... and in one it ignores
+    _with_raw(b'"bed": "\xed\xa0\x80"'),         # an encoded UTF-16 surrogate
+    _with_raw(b'"bed": "\xc3"'),                 # a truncated sequence
+    b'{"patient": "pt-\xff", "event_time": "2026-06-01T12:00:00Z", "observations": []}',
+])
+def test_invalid_utf8_anywhere_is_malformed_json(raw: bytes) -> None:
+    # before issue 13: UnicodeDecodeError (filed as internal_error) or, in an ignored field,
+    # accepted; the same producer's records were refused or not depending on the field
+    out = check(raw)
+    assert isinstance(out, Refused) and reasons(out) == ["malformed_json"]
+    assert "UTF-8" in out.rejections[0].detail
+
+
+def test_deep_nesting_in_an_ignored_field_is_malformed_json() -> None:
+    # before issue 13: RecursionError escaped from the decoder
+    out = check(_with_raw(b'"extra": ' + b"[" * 10_000 + b"]" * 10_000))
+    assert isinstance(out, Refused) and reasons(out) == ["malformed_json"]
+
+
+def test_utf8_text_in_string_fields_is_accepted() -> None:
+    out = check(payload(bed="Bett-7 ü", unit="Intensivstation ✚"))
+    assert isinstance(out, Accepted) and out.record.bed == "Bett-7 ü"
+
+
+# --- implausible event times (issue 13) ---------------------------------------------------
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
+                                  "1969-12-31T23:59:59Z", "1970-01-01T00:00:00Z",
+                                  "1989-12-31T23:59:59.999Z"])
+def test_event_times_before_the_floor_are_refused(when: str) -> None:
+    # before issue 13 these were accepted and scored (a monitor with its clock reset)
+    out = check(payload(event_time=when))
+    assert isinstance(out, Refused) and reasons(out) == ["implausible_time"]
+    assert out.patient == "pt-1"  # dead-lettered under the patient's key
+
+
+def test_the_floor_itself_is_accepted() -> None:
+    from vigil.stream.validation import TIME_FLOOR_MS
+
+    assert TIME_FLOOR_MS == int(datetime(1990, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    assert isinstance(check(payload(event_time="1990-01-01T00:00:00Z")), Accepted)
+
+
+def _info(**admits: timedelta) -> dict:
+    return {k: (NOW + v).isoformat() for k, v in admits.items()}
+
+
+@pytest.mark.parametrize("info,ok", [
+    (_info(hospital_admit_time=timedelta(hours=23)), True),    # pre-admission lab, same day
+    (_info(hospital_admit_time=timedelta(hours=25)), False),   # a day before admission
+    (_info(icu_admit_time=timedelta(hours=23)), True),
+    (_info(icu_admit_time=timedelta(days=3)), False),
+    # ward data before ICU admission, after hospital admission: plausible
+    (_info(hospital_admit_time=timedelta(days=-5), icu_admit_time=timedelta(days=3)), True),
+    (_info(hospital_admit_time=timedelta(days=2), icu_admit_time=timedelta(days=3)), False),
+    ({}, True),
+])
+def test_event_times_long_before_the_stated_admission_are_refused(info: dict, ok: bool) -> None:
+    out = check(payload(patient_info=info))
+    assert isinstance(out, Accepted) is ok
+    if not ok:
+        assert reasons(out) == ["implausible_time"] and "admission" in out.rejections[0].detail
+
+
+def test_implausible_time_survives_the_dead_letter_round_trip() -> None:
+    # the reason is part of the wire schema: a DLQ consumer must be able to decode it
+    import msgspec
+
+    from vigil.wire.records import REJECTION_REASONS, Rejection, encode
+
+    out = check(payload(event_time="1970-01-01T00:00:00Z"))
+    rejection = out.rejections[0]
+    assert msgspec.json.decode(encode(rejection), type=Rejection) == rejection
+    assert "implausible_time" in REJECTION_REASONS
+
+
+def test_no_shipped_sample_record_is_refused_for_its_time() -> None:
+    """The whole shipped sample, as ``vigil replay`` sends it, passes the time checks."""
+    import time
+
+    from vigil.sample import sample_path
+    from vigil.stream.replay.sources import load_stays
+    from vigil.stream.replay.timeline import Timeline
+
+    stays = load_stays(sample_path())
+    now = int(time.time() * 1000)
+    timeline = Timeline(stays, "sample-key", now_ms=now)
+    vitals = [r for r in timeline if r.topic == "vitals"]
+    assert len(vitals) == timeline.n_vitals > 1000
+    outs = [validate(r.value, now, 0) for r in vitals]
+    assert all(isinstance(o, Accepted) for o in outs)
+    assert not any(r.reason == "implausible_time" for o in outs for r in o.rejections)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vigil.stream.state import PatientState
 from vigil.stream.windows import KEEP_LAST, PRUNE_EVERY, WindowSpec, admit
+from vigil.wire.state import PatientState
 
 from .helpers import HOUR, T0, acc
 
@@ -90,7 +90,7 @@ def test_pruning_forgets_what_no_window_sees_but_keeps_last_values() -> None:
 def test_demographics_and_admission_come_from_patient_info_or_first_event() -> None:
     from datetime import UTC, datetime
 
-    from vigil.stream.records import PatientInfo
+    from vigil.wire.records import PatientInfo
 
     s = PatientState()
     admit(s, acc(T0 + 5 * HOUR, HR=80), SPEC)

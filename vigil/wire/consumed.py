@@ -12,8 +12,8 @@ import base64
 import traceback
 from dataclasses import dataclass
 
-from vigil.stream.durations import ms_to_dt
-from vigil.stream.records import DeadLetter, Rejection
+from vigil.wire.durations import ms_to_dt
+from vigil.wire.records import DeadLetter, Rejection
 
 __all__ = ["InRecord", "dead_letter", "short_error"]
 

@@ -8,7 +8,7 @@ every topic are pseudonyms made at the edge (:mod:`vigil.stream.pseudonym`), nev
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar, get_args
 
 import msgspec
 from msgspec import Meta, Struct
@@ -30,9 +30,15 @@ __all__ = [
     "ALERT_DECODER",
     "SCORE_DECODER",
     "DLQ_DECODER",
+    "REJECTION_REASONS",
+    "RejectionReason",
+    "decode_wire",
 ]
 
 PatientKey = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+# an alert kind's name (the kinds registry, vigil.kinds) or an outcome label's kind: a short
+# identifier, so that it is safe as a metric label and a key
+KindName = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
 AwareTime = Annotated[datetime, Meta(tz=True)]
 ShortText = Annotated[str, Meta(max_length=64)]
 
@@ -72,7 +78,7 @@ class LabelRecord(Struct, frozen=True, omit_defaults=True):
     """An outcome label that becomes known after the hour it describes (delayed labels)."""
 
     patient: PatientKey
-    kind: Literal["sepsis", "death"]
+    kind: KindName  # "sepsis" (PhysioNet 2019 hourly label), "death" (PhysioNet 2012) ...
     event_time: AwareTime  # the hour (or stay) the label describes
     label: Annotated[int, Meta(ge=0, le=1)]
     known_time: AwareTime  # when the outcome became known
@@ -117,7 +123,7 @@ class AlertEvent(Struct, frozen=True, omit_defaults=True):
     alert_id: str
     event_id: str
     patient: str
-    kind: Literal["sepsis", "deterioration"]
+    kind: KindName
     severity: Literal["low", "medium", "high"]
     state: Literal["raised", "escalated", "acknowledged", "resolved"]
     risk: float
@@ -138,23 +144,29 @@ class AlertEvent(Struct, frozen=True, omit_defaults=True):
     acknowledged_at: datetime | None = None
 
 
+RejectionReason = Literal[
+    "malformed_json",
+    "schema",
+    "unknown_code",
+    "unknown_unit",
+    "implausible",
+    "not_finite",
+    "future",
+    "implausible_time",
+    "late",
+    "duplicate",
+    "key_mismatch",
+    "unknown_alert",
+    "internal_error",
+]
+REJECTION_REASONS: frozenset[str] = frozenset(get_args(RejectionReason))
+"""Every machine-readable reason a dead letter can carry (README, "Validation at the door")."""
+
+
 class Rejection(Struct, frozen=True, omit_defaults=True):
     """Why (part of) a record was refused; ``reason`` is machine-readable."""
 
-    reason: Literal[
-        "malformed_json",
-        "schema",
-        "unknown_code",
-        "unknown_unit",
-        "implausible",
-        "not_finite",
-        "future",
-        "late",
-        "duplicate",
-        "key_mismatch",
-        "unknown_alert",
-        "internal_error",
-    ]
+    reason: RejectionReason
     detail: str
     code: str | None = None
     value: float | None = None
@@ -180,13 +192,21 @@ class DeadLetter(Struct, frozen=True, omit_defaults=True):
 
 
 class AckEvent(Struct, frozen=True, omit_defaults=True):
-    """A nurse's acknowledgement of an alert (from the alert board or another client)."""
+    """A nurse's acknowledgement of an alert (from the alert board or another client).
+
+    From the board, ``by`` is the signed-in identity (never typed text), ``role`` its board
+    role, ``auth_method`` how it signed in (password, token, proxy) and ``client_address``
+    where the request came from: the acks topic is the audit trail. Older acks lack the
+    last three and still decode."""
 
     alert_id: str
     patient: str
-    kind: Literal["sepsis", "deterioration"]
+    kind: KindName
     acked_at: AwareTime
     by: ShortText | None = None
+    role: ShortText | None = None
+    auth_method: ShortText | None = None
+    client_address: ShortText | None = None
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -202,3 +222,44 @@ ALERT_DECODER = msgspec.json.Decoder(AlertEvent)
 SCORE_DECODER = msgspec.json.Decoder(ScoreRecord)
 DLQ_DECODER = msgspec.json.Decoder(DeadLetter)
 ACK_DECODER = msgspec.json.Decoder(AckEvent)
+
+
+T = TypeVar("T")
+_DETAIL_MAX = 500  # a dead letter's detail is for a human: the payload itself is kept whole
+
+
+def decode_wire(decoder: msgspec.json.Decoder[T], payload: bytes | None) -> T | Rejection:
+    """Decode one Kafka record value, or say why it cannot be: never raises on bad input.
+
+    Every agent reads bytes that any producer may have written, so each way a value can be
+    unreadable must become a dead letter with a reason, not an exception that the caller
+    files as ``internal_error`` (which pages ops as a Vigil bug) or that kills the worker:
+
+    - ``None``, a Kafka tombstone: there is nothing to decode (``malformed_json``);
+    - bytes that are not UTF-8 anywhere in the value, even in a field Vigil ignores: JSON on
+      the wire must be UTF-8 (RFC 8259 §8.1), and a producer sending Latin-1 should be told
+      so on its first record, not only when the odd byte lands in a field Vigil reads
+      (``malformed_json``);
+    - not JSON, or nested deeper than msgspec's recursion limit (``malformed_json``);
+    - JSON that does not match the schema (``schema``).
+
+    >>> decode_wire(VITALS_DECODER, None).detail
+    'the record has no value (a Kafka tombstone)'
+    >>> decode_wire(VITALS_DECODER, b'{"patient": "caf\\xe9"}').reason
+    'malformed_json'
+    """
+    if payload is None:
+        return Rejection("malformed_json", "the record has no value (a Kafka tombstone)")
+    if not payload.isascii():  # the common all-ASCII record pays no decode
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejection("malformed_json", f"not UTF-8: {exc}"[:_DETAIL_MAX])
+    try:
+        return decoder.decode(payload)
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError: test it first
+        return Rejection("schema", str(exc)[:_DETAIL_MAX])
+    except msgspec.DecodeError as exc:
+        return Rejection("malformed_json", str(exc)[:_DETAIL_MAX])
+    except RecursionError:
+        return Rejection("malformed_json", "JSON nested too deeply to decode")
