@@ -88,7 +88,7 @@ class Scorer(Protocol):
 class Learner(Protocol):
     """A scorer that learns from delayed outcome labels, one state per group.
 
-    ``learns_from`` is the :class:`~vigil.stream.records.LabelRecord` kind it learns.
+    ``learns_from`` is the :class:`~vigil.wire.records.LabelRecord` kind it learns.
     After learning, :meth:`take_state` returns the changed state entries (group, table key,
     bytes) that the caller must store durably, in the group's partition, before it
     acknowledges the labels.

@@ -250,6 +250,7 @@ class News2Scorer:
 
     name = "news2"
     target: Target = "deterioration"
+    attribution = "additive"  # each component's points: they sum to the risk
     levels = ((NEWS2_EMERGENCY / NEWS2_MAX, "high"),)
     floor_flag = "news2_red"
 
@@ -273,6 +274,7 @@ class QsofaScorer:
 
     name = "qsofa"
     target: Target = "sepsis"
+    attribution = "additive"
     levels = ((QSOFA_POSITIVE / QSOFA_MAX, "medium"), (QSOFA_MAX / QSOFA_MAX, "high"))
     floor_flag = None
 

@@ -126,6 +126,8 @@ class StackedScorer:
     """
 
     floor_flag = None
+    #: the explanations are the fixed model's (its gradients): they add up to its risk
+    attribution = "gradient"
 
     def __init__(self, fixed: Scorer, online: OnlineScorer, deployed: DeployedStack) -> None:
         self.fixed = fixed
@@ -147,6 +149,28 @@ class StackedScorer:
 
     def attribute(self, X: np.ndarray) -> np.ndarray:
         return self.fixed.attribute(X)
+
+    def explained_risk(self, X: np.ndarray) -> np.ndarray:
+        """The risk the attributions explain: the fixed model's (see models.checks)."""
+        return self.fixed.score_batch(X).risk
+
+    def reference_row(self) -> np.ndarray:
+        return self.fixed.reference_row()  # type: ignore[attr-defined]
+
+    def save(self, directory: Path) -> None:
+        self.fixed.save(directory)  # type: ignore[attr-defined]
+        self.deployed.save(directory)
+
+    @classmethod
+    def load(cls, directory: Path, feature_names: tuple[str, ...]) -> StackedScorer:
+        """The hybrid artifact and its deployed stack in ``directory`` (as vigil train
+        writes them); the online model reads the hybrid's normalised inputs."""
+        from vigil.models.hybrid_scorer import HybridScorer
+
+        fixed = HybridScorer.load(directory, feature_names)
+        deployed = DeployedStack.load(directory)
+        return cls(fixed, OnlineScorer(deployed.online, fixed.norm, target=fixed.target,
+                                       learns_from=fixed.target), deployed)
 
     def levels_for_rate(self, target: float) -> tuple[tuple[float, str], ...]:
         return self.deployed.levels_for_rate(target)

@@ -24,6 +24,7 @@ __all__ = ["HybridScorer"]
 
 class HybridScorer:
     floor_flag = None
+    attribution = "gradient"  # gradient x input around reference_row() (see models.checks)
 
     def __init__(self, artifact: ModelArtifact, feature_names: tuple[str, ...]) -> None:
         self.artifact = artifact
@@ -49,10 +50,24 @@ class HybridScorer:
 
     @classmethod
     def load(cls, directory: Path, feature_names: tuple[str, ...],
-             window_lengths_s: tuple[int, ...], allowed_lateness_s: int) -> HybridScorer:
+             window_lengths_s: tuple[int, ...] | None = None,
+             allowed_lateness_s: int | None = None) -> HybridScorer:
+        """The artifact in ``directory``; refused when it was trained on other features or
+        (when given) other windows than this worker computes."""
         artifact = ModelArtifact.load(directory)
-        artifact.check_compatible(feature_names, window_lengths_s, allowed_lateness_s)
+        artifact.check_compatible(feature_names,
+                                  artifact.window_lengths_s if window_lengths_s is None
+                                  else window_lengths_s,
+                                  artifact.allowed_lateness_s if allowed_lateness_s is None
+                                  else allowed_lateness_s)
         return cls(artifact, feature_names)
+
+    def save(self, directory: Path) -> None:
+        self.artifact.save(Path(directory))
+
+    def reference_row(self) -> np.ndarray:
+        """The feature row whose normalised input is zero: the training median patient."""
+        return np.asarray(self.norm.median, np.float64)
 
     def score_batch(self, X: np.ndarray, context: Context | None = None) -> Assessment:
         risk = np.asarray(self._risk(jnp.asarray(self.norm.transform(X))), np.float64)

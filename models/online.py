@@ -16,9 +16,11 @@ read from and written back to the caller's table.
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from river import linear_model, optim
@@ -84,6 +86,7 @@ class OnlineScorer:
     """
 
     floor_flag = None
+    attribution = "gradient"  # gradient x input of the warm model (see models.checks)
 
     def __init__(self, warm: OnlineModel, normaliser: Normaliser, *, target: str,
                  learns_from: str, name: str = "online-river",
@@ -101,6 +104,31 @@ class OnlineScorer:
         self.dirty: set[int] = set()
         self._n = len(self.feature_names)
         self._ind = np.asarray(normaliser.indicator_columns)
+
+    def save(self, directory: Path) -> None:
+        """The warm start, its normaliser and what it learns, in ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "online-scorer.pkl").write_bytes(self._warm)
+        np.savez(directory / "online-normaliser.npz", **self.normaliser.to_arrays(""))
+        (directory / "online-scorer.json").write_text(json.dumps({
+            "name": self.name, "target": self.target, "learns_from": self.learns_from,
+            "levels": [list(lv) for lv in self.levels], "clip": self.normaliser.clip,
+            "state_prefix": self.state_prefix.decode()}))
+
+    @classmethod
+    def load(cls, directory: Path, feature_names: tuple[str, ...]) -> OnlineScorer:
+        directory = Path(directory)
+        meta = json.loads((directory / "online-scorer.json").read_text())
+        with np.load(directory / "online-normaliser.npz") as arrays:
+            norm = Normaliser.from_arrays(tuple(feature_names), dict(arrays), "", meta["clip"])
+        return cls(OnlineModel.loads((directory / "online-scorer.pkl").read_bytes()), norm,
+                   target=meta["target"], learns_from=meta["learns_from"], name=meta["name"],
+                   levels=tuple((float(t), str(s)) for t, s in meta["levels"]),
+                   state_prefix=meta["state_prefix"].encode())
+
+    def reference_row(self) -> np.ndarray:
+        return np.asarray(self.normaliser.median, np.float64)
 
     def state_key(self, group: int) -> bytes:
         """The table key of a group's model (a key no patient pseudonym can have)."""

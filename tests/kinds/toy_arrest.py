@@ -21,6 +21,7 @@ class HeartRateScorer:
     target = "arrest"
     levels = ((0.5, "medium"), (0.8, "high"))  # HR >= 110, >= 140
     floor_flag = None
+    attribution = "additive"  # all of the risk is the heart rate's
 
     def __init__(self, feature_names: tuple[str, ...]) -> None:
         self.feature_names = feature_names

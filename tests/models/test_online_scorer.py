@@ -10,9 +10,9 @@ from vigil.models.base import Context
 from vigil.models.deployed import DeployedStack, Stack, StackedScorer
 from vigil.models.online import OnlineModel, OnlineScorer
 from vigil.models.preprocess import Normaliser
-from vigil.stream.records import LabelRecord
-from vigil.stream.state import PatientState
 from vigil.stream.windows import admit
+from vigil.wire.records import LabelRecord
+from vigil.wire.state import PatientState
 
 from ..stream.helpers import HOUR, T0, acc
 

@@ -7,9 +7,9 @@ import pytest
 
 from vigil.alerts.lifecycle import Rules
 from vigil.evaluation.burden import levels_for_alert_rates
+from vigil.kinds.sepsis import shipped_model
 from vigil.models.deployed import DeployedSepsis
 from vigil.settings import VigilSettings
-from vigil.kinds.sepsis import shipped_model
 from vigil.stream.processor import build_processor
 
 
