@@ -10,6 +10,11 @@
    messages (6 vitals each), one message in flight per connection, as gateways do. Only AA
    counts; latency is from sending a message to reading its ACK.
 
+The messages come from :func:`vigil.gateways.samples.bedside_stream`: ``--beds`` patients,
+each message with new timestamps and drifting values, as a ward sends them (resending one
+message with a new control id would measure caches a real ward never hits). They are built
+before the clock starts.
+
 Prints a table, then one JSON line.
 """
 
@@ -29,10 +34,11 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.gateways.pcd01 import oru  # noqa: E402
 from vigil.broker import EmbeddedBroker, free_port  # noqa: E402
 from vigil.gateways.runner import Hl7Listener  # noqa: E402
+from vigil.gateways.samples import VITALS_PER_MESSAGE, bedside_stream, oru  # noqa: E402
 from vigil.gateways.sender import MllpClient, ack_code  # noqa: E402
+from vigil.kafka_config import aiokafka_options  # noqa: E402
 from vigil.settings import VigilSettings  # noqa: E402
 from vigil.stream.topics import ensure_topics  # noqa: E402
 
@@ -45,7 +51,8 @@ def pct(values: list[float], q: float) -> float:
 async def raw_produce(s: VigilSettings, n: int, in_flight: int, value: bytes) -> float:
     from aiokafka import AIOKafkaProducer
 
-    p = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=0)
+    p = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=0,
+                         **aiokafka_options(s))
     await p.start()
     try:
         async def worker(k: int) -> None:
@@ -62,6 +69,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--beds", type=int, default=32, help="patients the messages come from")
     args = ap.parse_args()
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-hl7-"))
@@ -69,7 +77,7 @@ def main() -> int:
         s = VigilSettings(embedded_broker_port=broker.port, partitions=4,
                           data_dir=str(workdir / "state"), hl7_timezone="UTC")
         ensure_topics(s)
-        sample = oru("X")
+        messages = list(bedside_stream(args.messages, beds=args.beds))
         record_bytes = 420  # about one produced VitalsRecord of 6 observations
         console.print(f"raw produce, {args.messages:,} records …")
         raw_1 = asyncio.run(raw_produce(s, args.messages, 1, b"x" * record_bytes))
@@ -85,8 +93,7 @@ def main() -> int:
                 c = MllpClient("127.0.0.1", listener.port)
                 mine: list[float] = []
                 got: dict[str, int] = {}
-                for i in range(k, args.messages, args.connections):
-                    msg = sample.replace(b"|X|P|", f"|B{i:07d}|P|".encode())
+                for msg in messages[k::args.connections]:
                     t = time.perf_counter()
                     code = ack_code(c.exchange(msg))
                     mine.append((time.perf_counter() - t) * 1000)
@@ -108,9 +115,9 @@ def main() -> int:
             wall = time.perf_counter() - t0
     aa = codes.get("AA", 0)
     mps = aa / wall
-    obs = 6 * aa / wall
-    t = Table(title=f"Vigil HL7 gateway benchmark ({args.messages:,} ORU^R01, 6 vitals each, "
-                    f"{args.connections} connections)")
+    obs = VITALS_PER_MESSAGE * aa / wall
+    t = Table(title=f"Vigil HL7 gateway benchmark ({args.messages:,} ORU^R01 from {args.beds} "
+                    f"beds, {VITALS_PER_MESSAGE} vitals each, {args.connections} connections)")
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_row("listener: messages/s with AA", f"{mps:,.0f}")
@@ -131,6 +138,7 @@ def main() -> int:
         "ratio_vs_raw": round(mps / raw_c, 4),
         "messages": args.messages,
         "connections": args.connections,
+        "beds": args.beds,
         "acks": codes,
     }))
     return 0 if aa == args.messages else 1

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateways.pcd01 import BIRTH, PATIENT_MRN, PCT, SPO2, obx, oru
 from vigil.broker import EmbeddedBroker, free_port
 from vigil.gateways.runner import Hl7Listener
+from vigil.gateways.samples import BIRTH, PATIENT_MRN, PCT, SPO2, obx, oru
 from vigil.gateways.sender import MllpClient, ack_code, send_stays
 from vigil.settings import VigilSettings
 from vigil.stream.replay.sources import load_stays

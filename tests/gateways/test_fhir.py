@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from tests.gateways.pcd01 import FakeProducer
-from vigil.gateways.fhir import make_app
+from tests.gateways.fakes import FakeProducer
+from vigil.gateways.fhir import make_app, map_observation
+from vigil.gateways.intake import Door
 from vigil.gateways.metrics import GatewayMetrics
 from vigil.settings import VigilSettings
 from vigil.stream.pseudonym import pseudonymize
@@ -164,3 +167,81 @@ def test_broker_down_is_503_and_never_201() -> None:
         prod.down = False
         assert (await client.post("/fhir/Observation", json=HR)).status == 201
     run(case)
+
+
+PHYS = "http://terminology.hl7.org/CodeSystem/location-physical-type"
+
+
+def _loc(id_: str, name: str, kind: str | None = None, part_of: str | None = None,
+         **extra: Any) -> dict[str, Any]:
+    loc: dict[str, Any] = {"resourceType": "Location", "id": id_, "name": name, **extra}
+    if kind:
+        loc["physicalType"] = {"coding": [{"system": PHYS, "code": kind}]}
+    if part_of:
+        loc["partOf"] = {"reference": f"#{part_of}"}
+    return loc
+
+
+def _without_extension(**changes: Any) -> dict[str, Any]:
+    obs = {k: v for k, v in copy.deepcopy(HR).items() if k != "extension"}
+    obs.update(changes)
+    return obs
+
+
+BED_ROOM_WARD = [_loc("bed", "B", "bd", "room"), _loc("room", "12", "ro", "ward"),
+                 _loc("ward", "MICU", "wa", "floor"), _loc("floor", "Level 3", "lvl")]
+LOCATION_CASES: dict[str, tuple[dict[str, Any], tuple[str | None, str | None]]] = {
+    "contained encounter, bed in room in ward": (_without_extension(
+        contained=[*BED_ROOM_WARD, {
+            "resourceType": "Encounter", "id": "enc", "status": "in-progress",
+            "class": {"code": "IMP"},
+            "location": [{"location": {"reference": "#ward"}, "status": "completed"},
+                         {"location": {"reference": "#bed"}, "status": "active"}]}],
+        encounter={"reference": "#enc"}), ("MICU", "12-B")),
+    "contained encounter without statuses: the last open entry": (_without_extension(
+        contained=[{"resourceType": "Encounter", "id": "enc", "status": "in-progress",
+                    "class": {"code": "IMP"}, "location": [
+                        {"location": {"display": "ER/1"},
+                         "period": {"end": "2026-03-01T08:00:00Z"}},
+                        {"location": {"display": "SICU/4"}},
+                        {"location": {"display": "CCU/9"}, "status": "planned"}]}],
+        encounter={"reference": "#enc"}), ("SICU", "4")),
+    "encounter reference with a display": (_without_extension(
+        encounter={"reference": "Encounter/77", "display": "SICU/3"},
+        device={"display": "IntelliVue MX800"}), ("SICU", "3")),
+    "a device's name is not a place": (_without_extension(
+        encounter={"reference": "Encounter/77", "display": "ICU stay"},
+        device={"display": "IntelliVue MX800"}), (None, None)),
+    "contained device, its location by identifier": (_without_extension(
+        contained=[{"resourceType": "Device", "id": "mon",
+                    "location": {"identifier": {"system": "urn:oid:1.2.3", "value": "NICU/2"}}}],
+        device={"reference": "#mon"}), ("NICU", "2")),
+    "contained device metric of a device at a contained bed": (_without_extension(
+        contained=[_loc("bed", "7", part_of="unit"), _loc("unit", "CCU"),
+                   {"resourceType": "Device", "id": "mon", "location": {"reference": "#bed"}},
+                   {"resourceType": "DeviceMetric", "id": "hr", "type": {"text": "HR"},
+                    "category": "measurement", "source": {"reference": "#mon"}}],
+        device={"reference": "#hr"}), ("CCU", "7")),
+    "the extension comes first": (dict(copy.deepcopy(HR), encounter={"display": "SICU/3"}),
+                                  ("MICU", "12")),
+    "a partOf loop ends": (_without_extension(
+        contained=[_loc("a", "A", "bd", "b"), _loc("b", "B", "wa", "a"),
+                   {"resourceType": "Device", "id": "mon", "location": {"reference": "#a"}}],
+        device={"reference": "#mon"}), ("B", "A")),
+}
+
+
+@pytest.mark.parametrize("case", list(LOCATION_CASES))
+def test_unit_and_bed_from_encounter_and_device(case: str) -> None:
+    obs, want = LOCATION_CASES[case]
+    m = map_observation(json.loads(json.dumps(obs)), Door("k", "mrn", 300_000))
+    assert m.record is not None, m.fatal
+    assert (m.record.unit, m.record.bed) == want
+
+
+def test_contained_resources_stay_out_of_the_dead_letter() -> None:
+    obs = copy.deepcopy(LOCATION_CASES["contained encounter, bed in room in ward"][0])
+    obs["contained"].append({"resourceType": "Patient", "id": "p", "name": [{"family": "Doe"}]})
+    obs["valueQuantity"]["value"] = 900
+    m = map_observation(obs, Door("k", "mrn", 300_000))
+    assert m.record is None and "Doe" not in m.redacted and "contained" not in m.redacted

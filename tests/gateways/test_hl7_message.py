@@ -8,20 +8,11 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from tests.gateways.pcd01 import (
-    BPM,
-    HR,
-    MMHG,
-    PATIENT_MRN,
-    PCT,
-    SPO2,
-    FakeProducer,
-    obx,
-    oru,
-)
+from tests.gateways.fakes import FakeProducer
 from vigil.gateways.hl7_message import build_ack, parse, parse_dtm, unescape
 from vigil.gateways.hl7_service import Hl7Service
 from vigil.gateways.intake import Door
+from vigil.gateways.samples import BPM, HR, MMHG, PATIENT_MRN, PCT, SPO2, obx, oru
 from vigil.settings import VigilSettings
 from vigil.stream.pseudonym import pseudonymize
 from vigil.stream.validation import record_id_of
@@ -245,3 +236,18 @@ def test_mixed_mdc_and_loinc_alternate_coding() -> None:
     p = parse(msg, DOOR, UTC)
     obs = {(o.code, o.value, o.method) for r in p.records for o in r.observations}
     assert ("HR", 77.0, None) in obs and ("SBP", 101.0, "invasive") in obs
+
+
+def test_cached_field_parses_give_the_same_records_and_keep_no_identifier() -> None:
+    from vigil.gateways import hl7_message
+
+    hl7_message._FIELDS.clear()
+    hl7_message._PID_FIELDS.clear()
+    cold = parse(oru(), DOOR, UTC)
+    warm = parse(oru(), DOOR, UTC)  # every field now comes from the caches
+    assert cold.records == warm.records and cold.issues == warm.issues
+    assert hl7_message._PID_FIELDS._items  # PID-3/7/8 are cached ...
+    held = repr(list(hl7_message._PID_FIELDS._items.items()))
+    held += repr(list(hl7_message._FIELDS._items.items()))
+    for secret in (PATIENT_MRN, "999888", "19560312", "Mustermann"):
+        assert secret not in held  # ... as digests only; names are never parsed at all

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 
-from tests.gateways.pcd01 import FakeProducer, oru
+import pytest
+
+from tests.gateways.fakes import FakeProducer
 from vigil.gateways.hl7_service import Hl7Service
 from vigil.gateways.metrics import GatewayMetrics
 from vigil.gateways.mllp import CR, FS, VT, Frame, Framer, MllpServer, Refusal, frame
+from vigil.gateways.samples import PCT, SPO2, obx, oru
 from vigil.settings import VigilSettings
 
 
@@ -151,3 +155,52 @@ def test_blocking_client_sees_ack_for_every_message() -> None:
         c.close()
     with socket.socket() as probe:  # the port is released
         assert probe.connect_ex(("127.0.0.1", listener.port)) != 0
+
+
+def test_a_big_message_is_parsed_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a large message is still being parsed, another connection is answered.
+
+    The big message's parse is held until the small one's ACK has arrived: were it parsed on
+    the event loop, the loop (and the small ACK) would wait for it, and the big parse would
+    have finished first.
+    """
+    from vigil.gateways import hl7_service
+
+    real = hl7_service.parse
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def gated(raw: bytes, door: object, zone: object, now: object = None) -> object:
+        if len(raw) > hl7_service.INLINE_PARSE_BYTES:
+            started.set()
+            release.wait(10)  # a safety net against a hang, not a measurement
+            try:
+                return real(raw, door, zone)  # type: ignore[arg-type]
+            finally:
+                finished.set()
+        return real(raw, door, zone)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hl7_service, "parse", gated)
+    big = oru("BIG", extra=[obx(100 + i, SPO2, str(90 + i % 10), PCT) for i in range(80)])
+    assert len(big) > hl7_service.INLINE_PARSE_BYTES
+
+    async def main() -> None:
+        lst = _Listener()
+        await lst.server.start()
+        try:
+            big_r, big_w = await asyncio.open_connection("127.0.0.1", lst.server.port)
+            big_w.write(frame(big))
+            await big_w.drain()
+            assert await asyncio.to_thread(started.wait, 10)
+            r, w = await asyncio.open_connection("127.0.0.1", lst.server.port)
+            w.write(frame(oru("SMALL")))
+            assert _msa((await _read_acks(r, 1))[0]) == "AA"
+            assert not finished.is_set()  # answered while the big parse was held
+            release.set()
+            assert _msa((await _read_acks(big_r, 1))[0]) == "AA"
+            w.close()
+            big_w.close()
+        finally:
+            release.set()
+            await lst.server.stop()
+            lst.service.close()
+    asyncio.run(main())

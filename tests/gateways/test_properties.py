@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.gateways.pcd01 import FakeProducer, oru
+from tests.gateways.fakes import FakeProducer
 from vigil.gateways.fhir import map_observation
 from vigil.gateways.hl7_service import Hl7Service
 from vigil.gateways.intake import Door
 from vigil.gateways.mllp import Frame, Framer, Refusal
+from vigil.gateways.samples import oru
 from vigil.settings import VigilSettings
 from vigil.wire.records import DLQ_DECODER, VITALS_DECODER
 
@@ -122,3 +123,51 @@ def test_fhir_mapping_never_raises(data: object) -> None:
 
 def test_zone_is_used_by_the_service() -> None:
     assert Hl7Service(SETTINGS, FakeProducer()).zone == ZoneInfo("UTC")  # type: ignore[arg-type]
+
+
+_IDS = st.sampled_from(["a", "b", "c", "d"])
+_REF = st.one_of(
+    _IDS.map(lambda i: {"reference": f"#{i}"}),
+    st.fixed_dictionaries({}, optional={"display": st.text(HL7_ALPHABET | st.just("/"),
+                                                             max_size=12),
+                                        "identifier": st.fixed_dictionaries(
+                                            {"value": st.text(max_size=8) | st.just("U/1")})}),
+)
+_CONTAINED = st.one_of(
+    st.fixed_dictionaries({"resourceType": st.just("Location"), "id": _IDS},
+                          optional={"name": st.text(max_size=8), "partOf": _REF,
+                                    "physicalType": st.sampled_from(["bd", "ro", "wa", "lvl"])
+                                    .map(lambda c: {"coding": [{"code": c}]})}),
+    st.fixed_dictionaries({"resourceType": st.just("Encounter"), "id": _IDS,
+                           "status": st.just("in-progress"), "class": st.just({"code": "IMP"}),
+                           "location": st.lists(st.fixed_dictionaries(
+                               {"location": _REF}, optional={"status": st.sampled_from(
+                                   ["active", "completed", "planned"])}), max_size=3)}),
+    st.fixed_dictionaries({"resourceType": st.just("Device"), "id": _IDS},
+                          optional={"location": _REF}),
+)
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(st.lists(_CONTAINED, max_size=5, unique_by=lambda r: r["id"]),
+       st.none() | _REF, st.none() | _REF, st.none() | _REF)
+def test_fhir_locations_never_raise(contained: list[dict], encounter: dict | None,
+                                    device: dict | None, event_location: dict | None) -> None:
+    obs: dict = {"resourceType": "Observation", "status": "final", "contained": contained,
+                 "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                 "subject": {"reference": "Patient/1"},
+                 "effectiveDateTime": "2026-03-01T10:00:00Z",
+                 "valueQuantity": {"value": 80, "code": "/min"}}
+    if encounter is not None:
+        obs["encounter"] = encounter
+    if device is not None:
+        obs["device"] = device
+    if event_location is not None:
+        obs["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/event-location",
+                             "valueReference": event_location}]
+    m = map_observation(obs, DOOR)
+    if m.record is not None:
+        assert m.record.unit is None or 0 < len(m.record.unit) <= 64
+        assert m.record.bed is None or 0 < len(m.record.bed) <= 64
+    else:  # an invalid combination (e.g. an empty reference) is a 400, never an exception
+        assert m.status in (400, 422) and m.fatal is not None

@@ -15,8 +15,9 @@ same in R4 4.0.1 and R4B 4.3.0) and mapped per the FHIR vital-signs profile
 ``urn:iso:std:iso:11073:10101``), ``subject`` (an identifier, or a ``Patient/<id>``
 reference) to the pseudonym, ``effective[x]`` with its offset, ``valueQuantity`` in UCUM, and
 ``component`` values (blood pressure panel 85354-9: 8480-6 systolic, 8462-4 diastolic). Unit
-and bed come from the core extension ``event-location`` when its ``valueReference.display``
-reads ``UNIT/BED``. Each value passes the same door as the JSON and HL7 paths.
+and bed come from the ``event-location`` extension, the encounter's or the device's location
+(contained resources, or a reference's display; see :func:`_location`). Each value passes
+the same door as the JSON and HL7 paths.
 """
 
 from __future__ import annotations
@@ -156,13 +157,154 @@ def _subject(obs: Any, door: Door) -> str | None:
     return None
 
 
-def _location(obs: Any) -> tuple[str | None, str | None]:
+# --- unit and bed -----------------------------------------------------------------------------
+#
+# A vital sign is scored without a bed, but the board and the alert say where the patient
+# is, so the location is taken from wherever a sender put it, first found wins:
+#
+# 1. the core extension ``event-location`` (``valueReference``, a Location);
+# 2. ``Observation.encounter``: a contained Encounter's current ``location`` (the entry with
+#    status ``active``, else the last one with neither a status nor an ended period; planned,
+#    reserved and completed entries are never used), each a Location; a plain reference
+#    only by its ``display`` in the form ``UNIT/BED`` (with a ``/``);
+# 3. ``Observation.device``: a contained Device's ``location`` (a contained DeviceMetric via
+#    its ``source`` or ``parent`` Device), a Location; a plain reference only by its
+#    ``display`` in the form ``UNIT/BED``.
+#
+# A Location is read from a contained Location (``#id``): its name (else its first identifier
+# value) and those of its ``partOf`` chain (contained, or a reference's display), placed by
+# ``physicalType`` (location-physical-type ``bd`` bed, ``ro`` room, ``wa`` ward = the unit):
+# room and bed are joined ``ROOM-BED`` as from HL7 PV1-3. Without physical types the Location
+# is the bed and its parent the unit; a lone Location's name is read as ``UNIT/BED``. A
+# Location that is not contained is read from its reference's ``display``, else its
+# ``identifier.value``: ``UNIT/BED`` (unit before the first ``/``, bed the rest), or a unit
+# alone. Nothing is fetched: a reference Vigil cannot read here gives no location.
+
+LOCATION_PHYSICAL_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
+_MAX_PART_OF = 8  # partOf hops followed (a bed, its room, ward, floor, building, site ...)
+_ENDED = {"completed", "planned", "reserved"}
+Place = tuple[str | None, str | None]  # (unit, bed)
+
+
+def _contained(obs: Any) -> dict[str, Any]:
+    return {f"#{c.id}": c for c in obs.contained or [] if getattr(c, "id", None)}
+
+
+def _target(ref: Any, contained: dict[str, Any], kind: str) -> Any | None:
+    """The contained resource of type ``kind`` that ``ref`` points at (``#id``), if any."""
+    r = str(getattr(ref, "reference", None) or "")
+    res = contained.get(r) if r.startswith("#") else None
+    return res if res is not None and res.get_resource_type() == kind else None
+
+
+def _unit_bed(text: str) -> Place:
+    unit, _, bed = text.partition("/")
+    return unit.strip() or None, bed.strip() or None
+
+
+def _carried(ref: Any) -> Place | None:
+    """An Encounter or Device reference that says where in its display (``UNIT/BED``)."""
+    display = str(getattr(ref, "display", None) or "")
+    if "/" not in display:
+        return None  # a device's or a visit's name, not a place
+    unit, bed = _unit_bed(display)
+    return (unit, bed) if unit or bed else None
+
+
+def _physical_type(loc: Any) -> str:
+    for code, _display, system in _codings(getattr(loc, "physicalType", None)):
+        if not system or system == LOCATION_PHYSICAL_TYPE:
+            return code
+    return ""
+
+
+def _from_location_ref(ref: Any, contained: dict[str, Any]) -> Place | None:
+    loc = _target(ref, contained, "Location")
+    if loc is not None:
+        return _from_location(loc, contained)
+    ident = getattr(ref, "identifier", None)
+    for text in (getattr(ref, "display", None), getattr(ident, "value", None)):
+        if text and str(text).strip():
+            unit, bed = _unit_bed(str(text))
+            if unit or bed:
+                return unit, bed
+    return None
+
+
+def _from_location(loc: Any, contained: dict[str, Any]) -> Place | None:
+    """A contained Location and its ``partOf`` chain as (unit, bed)."""
+    chain: list[tuple[str, str]] = []  # (physical type, name), the Location first
+    node: Any = loc
+    seen: set[int] = set()
+    while node is not None and id(node) not in seen and len(chain) <= _MAX_PART_OF:
+        seen.add(id(node))
+        name = str(node.name or "").strip() or next(
+            (str(i.value).strip() for i in node.identifier or [] if i.value), "")
+        chain.append((_physical_type(node), name))
+        parent = node.partOf
+        node = _target(parent, contained, "Location")
+        if node is None and parent is not None and str(parent.display or "").strip():
+            chain.append(("", str(parent.display).strip()))
+    named = [(t, n) for t, n in chain if n]
+    if not named:
+        return None
+    if not any(t for t, _ in named):  # no physical types: the Location is the bed
+        if len(named) == 1:
+            unit, bed = _unit_bed(named[0][1])
+            return (unit, bed) if unit or bed else None
+        return named[1][1], named[0][1]
+    bed = next((n for t, n in named if t == "bd"), None)
+    room = next((n for t, n in named if t == "ro"), None)
+    unit = next((n for t, n in named if t == "wa"), None)
+    if unit is None:  # no ward: the first place above the room and bed
+        unit = next((n for t, n in named if t not in ("bd", "ro")), None)
+    spot = f"{room}-{bed}" if room and bed else bed or room
+    return (unit, spot) if unit or spot else None
+
+
+def _encounter_place(obs: Any, contained: dict[str, Any]) -> Place | None:
+    enc = _target(obs.encounter, contained, "Encounter")
+    if enc is None:
+        return _carried(obs.encounter)
+    entries = list(enc.location or [])
+    current = [e for e in entries if e.status == "active"] or [
+        e for e in entries if e.status is None and (e.period is None or e.period.end is None)][-1:]
+    for e in current:
+        place = _from_location_ref(e.location, contained)
+        if place is not None:
+            return place
+    return None
+
+
+def _device_place(obs: Any, contained: dict[str, Any]) -> Place | None:
+    dev = _target(obs.device, contained, "Device")
+    if dev is None:
+        metric = _target(obs.device, contained, "DeviceMetric")
+        if metric is None:
+            return _carried(obs.device)
+        dev = _target(metric.source, contained, "Device") or _target(metric.parent, contained,
+                                                                      "Device")
+        if dev is None:
+            return None
+    return _from_location_ref(dev.location, contained) if dev.location is not None else None
+
+
+def _location(obs: Any) -> Place:
+    """(unit, bed) from the event-location extension, the encounter or the device (above)."""
+    contained = _contained(obs)
+    place: Place | None = None
     for ext in obs.extension or []:
         if ext.url == EVENT_LOCATION and ext.valueReference is not None:
-            display = str(ext.valueReference.display or "")
-            unit, _, bed = display.partition("/")
-            return unit.strip()[:64] or None, bed.strip()[:64] or None
-    return None, None
+            place = _from_location_ref(ext.valueReference, contained)
+            break
+    if place is None and obs.encounter is not None:
+        place = _encounter_place(obs, contained)
+    if place is None and obs.device is not None:
+        place = _device_place(obs, contained)
+    if place is None:
+        return None, None
+    unit, bed = place
+    return (unit or "")[:64] or None, (bed or "")[:64] or None
 
 
 def _effective(obs: Any) -> datetime | Issue:

@@ -5,8 +5,9 @@ acknowledgment rules §2.9.2), chapter 7 (ORU^R01, OBR, OBX), and IHE PCD Techni
 Framework Vol. 2 (PCD-01 "Communicate PCD Data": MDC codes in OBX-3, the device hierarchy in
 OBX-4, OBX-11 result status, OBX-14 / OBR-7 observation times).
 
-The message is parsed with ``hl7apy`` (tolerant validation, any of v2.3 to v2.8.2), segments
-taken in order so that several OBR groups, and even several PID groups, are handled alike:
+The message is parsed with ``hl7apy`` (tolerant validation, any of v2.3 to v2.8.2; only the
+fields Vigil reads, with a cache, see "hl7apy" below), segments taken in order so that
+several OBR groups, and even several PID groups, are handled alike:
 PID starts a patient, PV1 gives its unit and bed, OBR an observation time, each OBX is one
 observation. Every field value is unescaped (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\X..\\``).
 
@@ -28,11 +29,15 @@ keeps a de-identified copy of the message (:func:`redact`).
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
+import threading
 import uuid
-from collections.abc import Iterator
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -248,9 +253,19 @@ class Parsed:
     message_issue: Issue | None = None  # set: the message is refused whole (AR)
     observations: int = 0  # OBX that carried a value (device-hierarchy rows not counted)
     used: int = 0  # observations in ``records``
-    redacted: str = ""  # the de-identified message for the dead letter
     source: str = "hl7"
     patients: list[str] = field(default_factory=list)  # pseudonyms, one per PID, in order
+    text: str = field(default="", repr=False)  # the message as received: never logged
+    complete: bool = False  # every segment was read (the PIDs' pseudonyms are known)
+    _redacted: str | None = field(default=None, repr=False)
+
+    @property
+    def redacted(self) -> str:
+        """The de-identified message for the dead letter (:func:`redact`), made on first use:
+        most messages have no dead letter, and redacting took a fifth of a message's parse."""
+        if self._redacted is None:
+            self._redacted = redact(self.text, self if self.complete else None)
+        return self._redacted
 
     @property
     def control_id(self) -> str:
@@ -295,7 +310,7 @@ def parse(raw: bytes, door: Door, zone: ZoneInfo, now: datetime | None = None) -
     except Exception as exc:  # noqa: BLE001 - the sender must get an answer, not a crash
         text = decode(raw)
         header = read_header(split_segments(text))
-        p = Parsed(header, redacted=redact(text, None))
+        p = Parsed(header, text=text)
         return _refuse(p, "internal_error", f"Vigil could not process the message "
                        f"({type(exc).__name__}); resend later or report it", 207)
 
@@ -304,8 +319,7 @@ def _parse(raw: bytes, door: Door, zone: ZoneInfo, now: datetime) -> Parsed:
     text = decode(raw).lstrip("\x0b").rstrip("\x1c\r\n")
     segments = split_segments(text)
     header = read_header(segments)
-    parsed = Parsed(header)
-    parsed.redacted = redact(text, None)
+    parsed = Parsed(header, text=text)
     if header is None:
         return _refuse(parsed, "unparsable", "the message does not start with a valid MSH "
                        "segment", 100, "MSH", 1)
@@ -332,7 +346,7 @@ def _parse(raw: bytes, door: Door, zone: ZoneInfo, now: datetime) -> Parsed:
         return _refuse(parsed, "bad_time", f"MSH-7: {exc}", 102, "MSH", 1, 7)
 
     try:
-        seg_list = _hl7apy_segments(segments, header.enc)
+        seg_list = _hl7apy_segments(segments)
     except Exception as exc:  # noqa: BLE001 - hl7apy's errors can quote field values
         return _refuse(parsed, "unparsable", f"not a valid HL7 {header.version} message "
                        f"({type(exc).__name__})", 102)
@@ -410,36 +424,161 @@ def _parse(raw: bytes, door: Door, zone: ZoneInfo, now: datetime) -> Parsed:
                 patient_info=info,
             ))
             parsed.used += len(chunk)
-    parsed.redacted = redact(text, parsed)
+    parsed.complete = True
     return parsed
 
 
-def _hl7apy_segments(segments: list[str], enc: Enc) -> list[tuple[str, dict[int, list[str]]]]:
-    """(segment name, {field number: [raw repetitions]}) in message order, via hl7apy."""
+# --- hl7apy: the fields Vigil reads, parsed per the version's segment definitions -------------
+#
+# Parsing a whole PCD-01 message into hl7apy's tree (message, segments, fields, components,
+# subcomponents) took ~20 ms for 12 segments, most of it building objects for fields nobody
+# reads (PID-5 names, OBR-4, MSH-21 ...): 31 messages/s where a hospital gateway sends hundreds.
+# So hl7apy does what it did for Vigil before, only less of it: its message-level checks
+# (``get_message_info``: MSH, encoding characters, version), its check of every segment's name,
+# and ``parse_field`` (typed per the version's segment definition, tolerant validation) on the
+# fields Vigil reads (:data:`READ_FIELDS`), whose ER7 Vigil then reads. Fields Vigil does not
+# read, names among them, are not parsed at all.
+#
+# Monitor messages repeat themselves: the same codes, units, device rows, beds and values come
+# back in every message, and the beds of a ward report at the same instants. So hl7apy's answer
+# for one field text is kept (:class:`_FieldCache`, bounded LRU, fields up to 256 characters).
+# PID-3 / PID-7 / PID-8 are cached too (a patient's PID comes with every message; parsing it
+# was most of what was left), but their cache never holds the text: its key is a keyed digest
+# (a random key of this process) and its value only says "hl7apy returned the text unchanged",
+# so that no identifier or birth date outlives its message in the listener's memory.
+
+READ_FIELDS: dict[str, tuple[int, ...]] = {
+    "PID": (3, 7, 8),
+    "PV1": (3,),
+    "OBR": (7,),
+    "OBX": (2, 3, 5, 6, 11, 14),
+}
+FIELD_CACHE_SIZE = 8192  # distinct (segment, field, text): codes, units, values, times
+PID_CACHE_SIZE = 4096  # distinct PID fields: a few per patient a listener serves
+FIELD_CACHE_MAX_CHARS = 256  # a longer field is parsed every time (no large keys kept)
+
+Fields = dict[int, list[str]]
+Enc7 = tuple[tuple[str, str], ...]  # hl7apy's encoding characters, hashable
+
+
+def _hl7apy_message_info(msh: str) -> tuple[str, Enc7]:
+    """hl7apy's own reading of MSH (raises on duplicate or missing encoding characters and on
+    a version it has no definitions for): the version and the encoding characters it uses."""
+    from hl7apy import check_version
+    from hl7apy.parser import get_message_info
+
+    encoding_chars, _structure, version = get_message_info(msh)
+    check_version(version)
+    return version, tuple(sorted(encoding_chars.items()))
+
+
+@lru_cache(maxsize=1024)
+def _segment_definition(name: str, version: str) -> tuple[dict[str, object], bool]:
+    """The field references of segment ``name`` in ``version`` and whether it takes fields
+    beyond its definition; raises hl7apy's ``InvalidName`` for a name hl7apy refuses (not a
+    known segment of that version and not a Z segment), as its message parser does."""
     from hl7apy.consts import VALIDATION_LEVEL
-    from hl7apy.parser import parse_message
+    from hl7apy.core import Segment
 
-    message = parse_message("\r".join(segments), validation_level=VALIDATION_LEVEL.TOLERANT,
-                            find_groups=False)
-    out: list[tuple[str, dict[int, list[str]]]] = []
-    for seg in _walk(message):
-        fields: dict[int, list[str]] = {}
-        for f in seg.children:
-            try:
-                n = int(f.name.rsplit("_", 1)[1])
-            except (AttributeError, IndexError, ValueError):
-                continue  # a field beyond the version's definition: Vigil reads none of them
-            fields.setdefault(n, []).append(f.to_er7())
-        out.append((seg.name.upper(), fields))
+    seg = Segment(name, version=version, validation_level=VALIDATION_LEVEL.TOLERANT)
+    return seg.structure_by_name, bool(seg.allow_infinite_children)
+
+
+def _parse_field(segment: str, n: int, raw: str, version: str, enc: Enc7) -> tuple[str, ...]:
+    """hl7apy's ``parse_field`` on each repetition of field ``n``: their ER7, in order; an
+    empty tuple for a field beyond the version's definition (Vigil reads none of those)."""
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_field
+
+    refs, infinite = _segment_definition(segment, version)
+    name = f"{segment}_{n}"
+    entry = refs.get(name)
+    ref = entry["ref"] if isinstance(entry, dict) else None
+    chars = dict(enc)
+    out: list[str] = []
+    for rep in raw.split(chars["REPETITION"]):
+        f = parse_field(rep, name, version, chars, VALIDATION_LEVEL.TOLERANT, ref, infinite)
+        if f.name is None:
+            return ()
+        out.append(f.to_er7())
+    return tuple(out)
+
+
+class _FieldCache:
+    """hl7apy's answers for recently seen field texts; bounded, safe across threads.
+
+    With ``private`` the key is a keyed BLAKE2b digest of the text and only answers that
+    equal the text's own repetitions are kept (as ``None``): nothing of the text is stored.
+    """
+
+    def __init__(self, size: int, *, private: bool = False) -> None:
+        self.size = size
+        self.private = private
+        self._key = secrets.token_bytes(32)
+        self._items: OrderedDict[object, tuple[str, ...] | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, segment: str, n: int, raw: str, version: str, enc: Enc7,
+            rep: str) -> tuple[str, ...]:
+        """hl7apy's ER7 of the repetitions of ``raw`` (field ``n`` of ``segment``; ``rep`` is
+        the repetition separator of ``enc``), from the cache when it was seen before."""
+        if len(raw) > FIELD_CACHE_MAX_CHARS:
+            return _parse_field(segment, n, raw, version, enc)
+        key: object = (segment, n, version, enc, hashlib.blake2b(
+            raw.encode("utf-8", "surrogatepass"), key=self._key, digest_size=16).digest()
+            if self.private else raw)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                hit = self._items[key]
+                return tuple(raw.split(rep)) if hit is None else hit
+        reps = _parse_field(segment, n, raw, version, enc)
+        same = reps == tuple(raw.split(rep))
+        if self.private and not same:
+            return reps  # an answer that differs from the text would store the text
+        with self._lock:
+            self._items[key] = None if same else reps
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return reps
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_FIELDS = _FieldCache(FIELD_CACHE_SIZE)
+_PID_FIELDS = _FieldCache(PID_CACHE_SIZE, private=True)
+
+
+def _hl7apy_segments(segments: list[str]) -> list[tuple[str, Fields]]:
+    """(segment name, {field number: [ER7 repetitions]}) in message order, via hl7apy.
+
+    Segments are read as hl7apy's parser reads them (stripped, name = first three
+    characters, fields after the fourth); only a blank field is absent, as in hl7apy's tree.
+    """
+    version, enc = _hl7apy_message_info(segments[0].lstrip())
+    chars = dict(enc)
+    fs, rep = chars["FIELD"], chars["REPETITION"]
+    out: list[tuple[str, Fields]] = []
+    for text in segments:
+        seg = text.strip()
+        name = seg[:3]
+        _segment_definition(name, version)  # the name check of hl7apy's parse_segment
+        name = name.upper()
+        fields: Fields = {}
+        wanted = READ_FIELDS.get(name)
+        if wanted:
+            parts = seg[4:].split(fs)
+            cache = _PID_FIELDS if name == "PID" else _FIELDS
+            for n in wanted:
+                raw = parts[n - 1] if n <= len(parts) else ""
+                if raw.strip():
+                    reps = cache.get(name, n, raw, version, enc, rep)
+                    if reps:
+                        fields[n] = list(reps)
+        out.append((name, fields))
     return out
-
-
-def _walk(node: object) -> Iterator[object]:
-    for child in getattr(node, "children", []):
-        if getattr(child, "classname", "") == "Segment":
-            yield child
-        elif getattr(child, "classname", "") == "Group":
-            yield from _walk(child)
 
 
 def _first(fields: dict[int, list[str]], n: int) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -34,13 +35,23 @@ from vigil.gateways.producer import GatewayProducer, Unavailable
 from vigil.settings import VigilSettings
 from vigil.wire.records import encode
 
-__all__ = ["Hl7Service", "DEFAULT_ZONE_WARNING"]
+__all__ = ["Hl7Service", "DEFAULT_ZONE_WARNING", "INLINE_PARSE_BYTES", "PARSE_THREADS"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ZONE_WARNING = (
     "VIGIL_HL7_TIMEZONE is not set: HL7 timestamps without an offset are read as UTC. Set it "
     "to the hospital's IANA zone (e.g. Europe/Berlin) if its monitors send local times.")
+
+# Where a message is parsed. A PCD-01 message of a few kilobytes takes a fraction of a
+# millisecond (hl7apy's answers for repeated field texts are cached), less than handing it to
+# a thread and back, so it is parsed on the event loop. A larger one, or one whose every
+# field is new to the cache (about 1 ms per such OBX), could hold the loop for tens to
+# thousands of milliseconds and with it every other connection's reads, timeouts and ACKs:
+# it goes to a small pool of its own. The GIL still shares one core between the pool and the
+# loop, but the loop gets it back every switch interval (5 ms) instead of after the parse.
+INLINE_PARSE_BYTES = 4096  # worst case on the loop: ~40 ms for 4 KiB of all-new OBX fields
+PARSE_THREADS = 2  # more buys nothing under the GIL; the connection cap bounds the queue
 
 
 class Hl7Service:
@@ -55,14 +66,29 @@ class Hl7Service:
         self.zone = ZoneInfo(settings.hl7_timezone)
         if "hl7_timezone" not in settings.model_fields_set:
             log.warning(DEFAULT_ZONE_WARNING)
+        self.inline_parse_bytes = INLINE_PARSE_BYTES
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def _parse(self, raw: bytes) -> Parsed:
+        """Parse on the loop when ``raw`` is small, else in the parse pool (see above)."""
+        if len(raw) <= self.inline_parse_bytes:
+            return parse(raw, self.door, self.zone)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="vigil-hl7-parse")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, parse, raw,
+                                                                self.door, self.zone)
+
+    def close(self) -> None:
+        """Stop the parse pool (a parse in progress finishes; its answer goes nowhere)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def handle(self, raw: bytes, seq: int = -1) -> bytes:
         """The ACK for one complete message (the bytes between MLLP's start and end blocks)."""
         started = time.perf_counter()
         try:
-            # hl7apy takes milliseconds per message: off the event loop, so other
-            # connections' reads, timeouts and ACKs are not held up behind it
-            parsed = await asyncio.to_thread(parse, raw, self.door, self.zone)
+            parsed = await self._parse(raw)
             ack = await self._store_and_answer(parsed, raw, seq)
         except Exception as exc:  # noqa: BLE001 - a bug must cost an AR, not the connection
             log.exception("HL7 message could not be handled (%s)", type(exc).__name__)

@@ -83,6 +83,7 @@ class Hl7Stack:
 
     async def stop(self) -> None:
         await self.server.stop()
+        self.service.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.producer.stop()

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from vigil.gateways.samples import PCD01_PROFILE
 from vigil.settings import VigilSettings
 from vigil.stream.pseudonym import pseudonymize
 from vigil.stream.replay.sources import load_stays
@@ -31,7 +32,6 @@ from vigil.wire.records import LabelRecord, VitalsRecord, encode
 __all__ = ["SendStats", "MllpClient", "oru_r01", "send_stays", "send_path", "REVERSE_MDC"]
 
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
-PCD01_PROFILE = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
 
 # (Vigil code, method) -> (MDC code, refid, hierarchy OBX-4, MDC unit code, unit refid, scale)
 REVERSE_MDC: dict[tuple[str, str | None], tuple[int, str, str, int, str, float]] = {
