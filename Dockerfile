@@ -9,7 +9,9 @@ COPY vigil vigil
 COPY stream stream
 COPY models models
 COPY alerts alerts
-RUN pip install -c constraints.txt . && useradd --uid 10001 --no-create-home vigil
+# /var/lib/vigil: the board's users file (the board-data volume in docker-compose.yml)
+RUN pip install -c constraints.txt . && useradd --uid 10001 --no-create-home vigil \
+    && mkdir -p /var/lib/vigil && chown 10001 /var/lib/vigil
 
 USER 10001
 ENV VIGIL_DATA_DIR=/tmp/vigil-state VIGIL_WEB_HOST=0.0.0.0

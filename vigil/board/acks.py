@@ -12,8 +12,9 @@ from datetime import datetime
 
 import msgspec
 
+from vigil.kafka_config import aiokafka_options
 from vigil.settings import VigilSettings
-from vigil.stream.records import ACK_DECODER, AckEvent, AlertEvent, encode
+from vigil.wire.records import ACK_DECODER, AckEvent, AlertEvent, encode
 
 __all__ = ["AckRejected", "AckSender", "make_ack"]
 
@@ -22,8 +23,12 @@ class AckRejected(ValueError):
     """The acknowledgement is not valid (who acknowledged is missing or too long)."""
 
 
-def make_ack(alert: AlertEvent, by: object, acked_at: datetime) -> AckEvent:
+def make_ack(alert: AlertEvent, by: object, acked_at: datetime, *, role: str | None = None,
+             auth_method: str | None = None, client_address: str | None = None) -> AckEvent:
     """The ack of ``alert`` by ``by`` at ``acked_at``, validated as the worker will.
+
+    The board passes the signed-in identity as ``by`` with its ``role``, how it signed in
+    (``auth_method``) and the ``client_address`` of the request: the audit trail.
 
     >>> from datetime import UTC, datetime
     >>> t = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -41,7 +46,8 @@ def make_ack(alert: AlertEvent, by: object, acked_at: datetime) -> AckEvent:
         # an ack nobody owns is no acknowledgement: the escalation exists to find an owner
         raise AckRejected('say who acknowledges (initials or role, e.g. "RN 4")')
     ack = AckEvent(alert_id=alert.alert_id, patient=alert.patient, kind=alert.kind,
-                   acked_at=acked_at, by=by.strip())
+                   acked_at=acked_at, by=by.strip(), role=role, auth_method=auth_method,
+                   client_address=client_address)
     try:
         return ACK_DECODER.decode(encode(ack))  # the constraints are checked on decode only
     except msgspec.ValidationError as exc:
@@ -63,7 +69,8 @@ class AckSender:
         # harmless, the worker and the boards take the latest per alert.
         producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers,
                                     acks="all", linger_ms=0, client_id="vigil-board-acks",
-                                    request_timeout_ms=10_000)
+                                    request_timeout_ms=10_000,
+                                    **aiokafka_options(self.settings))
         await producer.start()
         self._producer = producer
 

@@ -18,8 +18,9 @@ from collections.abc import Callable
 import msgspec
 
 from vigil.board.state import BoardState
+from vigil.kafka_config import aiokafka_options
 from vigil.settings import VigilSettings
-from vigil.stream.records import ACK_DECODER, ALERT_DECODER
+from vigil.wire.records import ACK_DECODER, ALERT_DECODER
 
 __all__ = ["AlertFeed", "take_record"]
 
@@ -100,7 +101,7 @@ class AlertFeed:
         self._consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", client_id="vigil-board",
-            fetch_max_wait_ms=s.fetch_max_wait_ms)
+            fetch_max_wait_ms=s.fetch_max_wait_ms, **aiokafka_options(s))
         await consumer.start()
         topics = (s.topic_alerts, s.topic_acks)
         await consumer.topics()  # fetch metadata for every topic

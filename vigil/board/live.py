@@ -47,20 +47,32 @@ class Changes:
 
 
 async def sse_stream(request: web.Request, changes: Changes,
-                     render: Callable[[], dict[str, Any]], *, heartbeat_s: float = 5.0
-                     ) -> web.StreamResponse:
+                     render: Callable[[], dict[str, Any]], *, heartbeat_s: float = 5.0,
+                     still_allowed: Callable[[], bool] = lambda: True,
+                     max_s: float | None = None) -> web.StreamResponse:
     """Send ``render()`` as an ``event: board`` now and after every change, a ``ping``
-    event as heartbeat in between. Ends when the page goes away or the service stops."""
+    event as heartbeat in between. Ends when the page goes away or the service stops.
+
+    ``still_allowed`` is asked before every event: once the reader's session has ended
+    (signed out, expired, account removed) the stream sends ``event: signed-out`` and
+    ends, so a page does not keep showing alerts to someone no longer signed in. After
+    ``max_s`` the stream ends anyway and the page reconnects, which authenticates anew."""
     resp = web.StreamResponse(headers={
         "Content-Type": "text/event-stream",
-        "Cache-Control": "no-cache",
+        "Cache-Control": "no-store",
         "X-Accel-Buffering": "no",  # a reverse proxy must not hold events back
     })
     await resp.prepare(request)
     await resp.write(b"retry: 2000\n\n")
     seen = -1
+    deadline = None if max_s is None else asyncio.get_running_loop().time() + max_s
     try:
         while not changes.closed:
+            if not still_allowed():
+                await resp.write(b"event: signed-out\ndata: {}\n\n")
+                break
+            if deadline is not None and asyncio.get_running_loop().time() > deadline:
+                break
             version = changes.version
             if version != seen:
                 data = json.dumps(render(), separators=(",", ":"))

@@ -14,20 +14,24 @@ from datetime import UTC, datetime
 from vigil.board.acks import AckRejected, AckSender, make_ack
 from vigil.board.feed import AlertFeed
 from vigil.board.live import Changes
+from vigil.board.roles import Identity
 from vigil.board.state import BoardState
+from vigil.kinds import registered
 from vigil.settings import VigilSettings
 
-__all__ = ["Board", "AckRefused", "run_board"]
+__all__ = ["Board", "AckRefused"]
 
 log = logging.getLogger(__name__)
 
 
 class AckRefused(Exception):
-    """An ack the board will not send; ``status`` is the HTTP status that says why."""
+    """An ack the board will not send; ``status`` is the HTTP status that says why and
+    ``reason`` a refusal the metrics count (None for an ordinary bad request)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
 
 
 class Board:
@@ -49,6 +53,8 @@ class Board:
         self.feed = AlertFeed(settings, self.state, self.changes.notify)
         self.sender = AckSender(settings)
         self.expire_every_s = expire_every_s
+        # each alert kind's name for people, from the kinds registry: the page names none
+        self.kind_labels = {k.name: k.label for k in registered(settings)}
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -68,9 +74,17 @@ class Board:
                 await t
         await self.sender.stop()
 
-    async def acknowledge(self, alert_id: object, by: object) -> dict[str, str]:
-        """Produce the ack of ``alert_id`` by ``by``; raises :class:`AckRefused`."""
+    async def acknowledge(self, alert_id: object, who: Identity,
+                          client_address: str | None = None) -> dict[str, str]:
+        """Produce the ack of ``alert_id`` by the signed-in ``who``; raises :class:`AckRefused`.
+
+        Only a nurse acknowledges, and only alerts of her units: an alert of another unit
+        is "no such alert" (the board does not confirm that it exists)."""
+        if who.role != "nurse":
+            raise AckRefused(403, f"a {who.role} cannot acknowledge alerts", "viewer")
         entry = self.state.get(alert_id) if isinstance(alert_id, str) else None
+        if entry is not None and not who.can_acknowledge(entry.latest.unit):
+            raise AckRefused(404, "no such alert on the board", "out_of_scope")
         if entry is None:
             raise AckRefused(404, "no such alert on the board")
         if entry.status == "resolved":
@@ -79,7 +93,8 @@ class Board:
             return {"status": "acknowledged", "alert_id": entry.alert_id}
         now = datetime.now(UTC)
         try:
-            ack = make_ack(entry.latest, by, now)
+            ack = make_ack(entry.latest, who.name, now, role=who.role,
+                           auth_method=who.method, client_address=client_address)
         except AckRejected as exc:
             raise AckRefused(400, str(exc)) from exc
         try:
@@ -87,31 +102,20 @@ class Board:
         except Exception as exc:
             log.warning("ack not sent: %s", exc)
             raise AckRefused(503, "the ack could not be written to Kafka; try again") from exc
-        log.info("ack sent for alert %s", entry.alert_id)
+        log.info("ack sent for alert %s by %s (%s) from %s", entry.alert_id, who.name,
+                 who.role, client_address or "-")
         if self.state.mark_ack_sent(entry.alert_id, ack.by, now):
             self.changes.notify()
         return {"status": "sent", "alert_id": entry.alert_id, "acked_at": now.isoformat()}
 
     def health(self) -> dict[str, object]:
+        """For the unauthenticated container probe: whether it works, nothing about patients
+        (no alert counts: how many patients alert on a unit is not public)."""
         return {"ready": self.feed.ready, "error": self.feed.error,
-                "alerts": len(self.state.alerts), "active": len(self.state.active()),
-                "malformed": dict(self.state.malformed), "ack_producer": self.sender.ready}
+                "ack_producer": self.sender.ready}
 
     async def _expire(self) -> None:
         while True:
             await asyncio.sleep(self.expire_every_s)
             if self.state.expire(datetime.now(UTC)):
                 self.changes.notify()
-
-
-def run_board(settings: VigilSettings) -> None:
-    """Serve the board on ``settings.board_host:board_port`` until stopped (SIGINT/SIGTERM)."""
-    from aiohttp import web
-
-    from vigil.board.web import build_app
-
-    app = build_app(Board(settings))
-    log.info("alert board on http://%s:%d/ reading %s", settings.board_host,
-             settings.board_port, settings.bootstrap_servers)
-    web.run_app(app, host=settings.board_host, port=settings.board_port, print=None,
-                shutdown_timeout=3.0, access_log=None)

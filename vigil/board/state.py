@@ -10,7 +10,7 @@ an ack is matched by time: it covers every transition published up to its ``acke
 escalation published after the ack (the risk rose further) needs a new acknowledgement.
 
 >>> from datetime import UTC, datetime
->>> from vigil.stream.records import AlertEvent
+>>> from vigil.wire.records import AlertEvent
 >>> t = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 >>> ev = AlertEvent(alert_id="a1", event_id="a1:raised", patient="pt-1", kind="sepsis",
 ...                 severity="high", state="raised", risk=0.4, threshold=0.2, reasons=[],
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from vigil.stream.records import AckEvent, AlertEvent
+from vigil.wire.records import AckEvent, AlertEvent
 
 __all__ = ["AckMark", "BoardAlert", "BoardState", "SEVERITY_RANK", "Status"]
 

@@ -6,6 +6,7 @@ unit, never a name (Vigil's records carry none, and nothing is looked up here).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -47,13 +48,20 @@ def alert_view(a: BoardAlert) -> dict[str, Any]:
     }
 
 
-def snapshot(state: BoardState, unit: str | None = None) -> dict[str, Any]:
+def snapshot(state: BoardState, unit: str | None = None, *,
+             sees: Callable[[str | None], bool] | None = None) -> dict[str, Any]:
     """The whole board (optionally one unit): active alerts in display order, then the
-    recently resolved ones, the units for the filter and the malformed-record counts."""
+    recently resolved ones, the units for the filter and the malformed-record counts.
+
+    ``sees`` is the reader's unit scope (:meth:`Identity.sees`): alerts of other units,
+    and those units' names, are left out here, on the server, not hidden by the page."""
+    def shown(a: BoardAlert) -> bool:
+        return sees is None or sees(a.latest.unit)
+
     return {
         "version": state.version,
-        "active": [alert_view(a) for a in state.active(unit)],
-        "resolved": [alert_view(a) for a in state.recently_resolved(unit)],
-        "units": state.units(),
+        "active": [alert_view(a) for a in state.active(unit) if shown(a)],
+        "resolved": [alert_view(a) for a in state.recently_resolved(unit) if shown(a)],
+        "units": [u for u in state.units() if sees is None or sees(u)],
         "malformed": dict(state.malformed),
     }

@@ -4,7 +4,8 @@
 "use strict";
 
 const SEVERITY = { high: "▲ HIGH", medium: "◆ MEDIUM", low: "● LOW" };
-const KIND = { sepsis: "Sepsis", deterioration: "Deterioration" };
+// each alert kind's name for people comes with every snapshot (the server's kinds registry)
+let KIND = {};
 const TRANSITION = { raised: "Raised", escalated: "Escalated", acknowledged: "Acknowledged",
                      resolved: "Resolved" };
 const STALE_AFTER_MS = 15000;  // the service sends a ping every 5 s: 3 missed = stale
@@ -12,6 +13,7 @@ const STALE_AFTER_MS = 15000;  // the service sends a ping every 5 s: 3 missed =
 const pending = new Map();     // alert_id -> true while our ack is on its way
 const ackErrors = new Map();   // alert_id -> message of a refused ack
 let last = null;               // the last snapshot
+let me = null;                 // {identity: {name, role, units, method}, csrf}
 let lastMessageAt = 0;
 let unitFilter = decodeURIComponent((location.hash.match(/unit=([^&]*)/) || [])[1] || "");
 
@@ -113,7 +115,7 @@ function card(a, resolved) {
 
   const act = el("div", "act");
   act.appendChild(el("div", "status", statusText(a, sent)));
-  if (!resolved && a.status !== "acknowledged") {
+  if (!resolved && a.status !== "acknowledged" && me && me.identity.role === "nurse") {
     const btn = el("button", "ack-btn", sent ? "Ack sent" : "Acknowledge");
     btn.type = "button";
     btn.disabled = !!sent;
@@ -168,6 +170,7 @@ function renderUnits(units, counts) {
 
 function render() {
   if (!last) return;
+  KIND = last.kinds || KIND;
   for (const id of [...pending.keys()]) {  // drop pending marks the server has overtaken
     const a = last.active.find((x) => x.alert_id === id);
     if (!a || a.status === "acknowledged" || a.ack_sent) pending.delete(id);
@@ -187,28 +190,41 @@ function render() {
   $("malformed").textContent = bad ? ` · ${bad} malformed record(s) skipped` : "";
 }
 
+// Signed out (session ended, account removed): go to the sign-in page, and come back to
+// the same unit filter afterwards.
+function toSignIn() {
+  if (location.hash.startsWith("#unit=")) sessionStorage.setItem("vigil.after", location.hash);
+  location.replace("/login");
+}
+
+async function loadSession() {
+  const r = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
+  if (r.status === 401) { toSignIn(); return false; }
+  if (!r.ok) throw new Error(`HTTP ${r.status}`);
+  me = await r.json();
+  const id = me.identity;
+  $("me-name").textContent = `${id.name} · ${id.role} · ${id.units.join(", ").replace("*", "all units")}`;
+  return true;
+}
+
+async function post(path, body) {
+  return fetch(path, {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": me ? me.csrf : "" },
+    body: JSON.stringify(body),
+  });
+}
+
 async function acknowledge(alertId) {
-  const byInput = $("by");
-  const by = byInput.value.trim();
-  if (!by) {
-    byInput.classList.add("need");
-    byInput.focus();
-    ackErrors.set(alertId, "Enter who acknowledges (top of the screen), then press again.");
-    render();
-    return;
-  }
-  byInput.classList.remove("need");
-  localStorage.setItem("vigil.by", by);
   ackErrors.delete(alertId);
   pending.set(alertId, true);
   render();
   try {
-    const r = await fetch("/api/ack", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ alert_id: alertId, by }),
-    });
+    const r = await post("/api/ack", { alert_id: alertId });
+    if (r.status === 401) { toSignIn(); return; }
     if (!r.ok) {
       const body = await r.json().catch(() => ({}));
+      if (r.status === 403) loadSession().catch(() => {});  // a stale CSRF token
       throw new Error(body.error || `HTTP ${r.status}`);
     }
   } catch (e) {
@@ -216,6 +232,12 @@ async function acknowledge(alertId) {
     ackErrors.set(alertId, `Ack not sent: ${e.message}`);
   }
   render();
+}
+
+async function signOut() {
+  const r = await post("/api/logout", {}).catch(() => null);
+  const body = r && r.ok ? await r.json().catch(() => ({})) : {};
+  location.replace(body.next || "/login");
 }
 
 // Two ways to be out of date: this page lost the service, or the service lost Kafka.
@@ -245,13 +267,21 @@ function connect() {
     render();
   });
   es.addEventListener("ping", () => { lastMessageAt = Date.now(); setConnection(true); });
-  es.onerror = () => setConnection(false);  // EventSource reconnects by itself
+  es.addEventListener("signed-out", () => { es.close(); toSignIn(); });
+  es.onerror = () => {
+    setConnection(false);
+    // EventSource reconnects by itself after a network error, but gives up on an HTTP
+    // error (401 signed out, 429/503 too many screens): find out which, and retry
+    if (es.readyState === EventSource.CLOSED) {
+      setTimeout(() => loadSession().then((ok) => { if (ok) connect(); }).catch(
+        () => setTimeout(connect, 5000)), 3000);
+    }
+  };
 }
 
 setInterval(() => {
   if (lastMessageAt && Date.now() - lastMessageAt > STALE_AFTER_MS) setConnection(false);
 }, 2000);
 
-$("by").value = localStorage.getItem("vigil.by") || "";
-$("by").addEventListener("input", () => $("by").classList.remove("need"));
-connect();
+$("signout").addEventListener("click", signOut);
+loadSession().then((ok) => { if (ok) connect(); }).catch(() => setConnection(false));
