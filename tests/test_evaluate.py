@@ -6,9 +6,9 @@ import json
 import warnings
 
 from vigil.evaluation.run import evaluate_sepsis
+from vigil.kinds.sepsis import shipped_model
 from vigil.models.artifact import ModelArtifact
 from vigil.settings import VigilSettings
-from vigil.kinds.sepsis import shipped_model
 
 KEYS = {"auroc", "auprc", "utility", "sensitivity", "median_lead_hours",
         "alerts_per_patient_day", "threshold"}

@@ -15,28 +15,28 @@ import time
 import numpy as np
 import pytest
 
+from vigil.kinds.sepsis import shipped_model
 from vigil.models.artifact import ModelArtifact
-from vigil.models.deployed import DeployedSepsis
+from vigil.models.deployed import DeployedSepsis, StackedScorer
 from vigil.models.hybrid_scorer import HybridScorer
 from vigil.runtime import OutputCollector, WorkerProcess
-from vigil.kinds.sepsis import shipped_model
-from vigil.stream.processor import build_processor
 from vigil.stream.offline import build_feature_table
-from vigil.stream.records import LabelRecord, encode
+from vigil.stream.processor import build_processor
 from vigil.stream.replay.replayer import replay_timeline
 from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.timeline import Timeline
 from vigil.stream.topics import ensure_topics
-
-HOUR_MS = 3_600_000
+from vigil.wire.durations import HOUR_MS
+from vigil.wire.records import LabelRecord, encode
 
 
 def test_shipped_artifact_loads_and_matches_the_feature_schema() -> None:
     from vigil.settings import VigilSettings
 
     proc = build_processor(VigilSettings())
-    scorer = proc.scorers["sepsis"]
-    assert isinstance(scorer, HybridScorer)
+    scorer = proc.scorers["sepsis"]  # the deployed stack: the hybrid and its online model
+    assert isinstance(scorer, StackedScorer) and isinstance(scorer.fixed, HybridScorer)
+    assert scorer.learns_from == "sepsis" and proc.learners == [scorer]
     art = ModelArtifact.load(shipped_model())
     assert art.target == "sepsis" and art.feature_names == proc.features.names
     assert art.training_patients and "Challenge 2019" in art.training["data"]
@@ -62,7 +62,7 @@ def test_stream_scores_equal_evaluation_scores(broker_settings, sample_2019, tmp
     # the scores topic, read back: (patient, hours since admission) -> risk
     from kafka import KafkaConsumer
 
-    from vigil.stream.records import SCORE_DECODER
+    from vigil.wire.records import SCORE_DECODER
 
     c = KafkaConsumer(s.topic_scores, bootstrap_servers=s.bootstrap_servers,
                       auto_offset_reset="earliest", consumer_timeout_ms=5000)

@@ -16,9 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from vigil.broker import die_with_parent, free_port
+from vigil.kafka_config import kafka_python_options
 from vigil.settings import VigilSettings
-from vigil.stream.records import ALERT_DECODER, DLQ_DECODER, SCORE_DECODER, AlertEvent
+from vigil.wire.records import ALERT_DECODER, DLQ_DECODER, SCORE_DECODER, AlertEvent
 
 __all__ = ["BoardProcess", "WorkerProcess", "OutputCollector", "settings_env", "stop_process"]
 
@@ -31,8 +34,8 @@ def settings_env(settings: VigilSettings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
-        if name == "pseudonym_key":
-            value = settings.pseudonym_key.get_secret_value()
+        if isinstance(value, SecretStr):  # the pseudonym key, the SASL password
+            value = value.get_secret_value()
         elif isinstance(value, (tuple, list, dict)):
             value = json.dumps(value)
         env[f"VIGIL_{name.upper()}"] = str(value)
@@ -177,6 +180,7 @@ class OutputCollector:
         self._thread = threading.Thread(target=self._run, name="vigil-outputs", daemon=True)
         self._lock = threading.Lock()
         self.ready = threading.Event()
+        self._caught_up_at = 0.0
 
     def start(self) -> OutputCollector:
         self._thread.start()
@@ -202,13 +206,24 @@ class OutputCollector:
             time.sleep(0.1)
         return False
 
+    def wait_caught_up(self, timeout_s: float = 15.0) -> bool:
+        """Wait until everything published so far has been read (scores, alerts and dead
+        letters arrive on separate topics: the last score can come before the last alert)."""
+        asked = time.monotonic()
+        deadline = asked + timeout_s
+        while time.monotonic() < deadline:
+            if self._caught_up_at > asked:
+                return True
+            time.sleep(0.05)
+        return False
+
     def _run(self) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
         s = self.settings
         consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None,
                                  enable_auto_commit=False, client_id="vigil-outputs-reader",
-                                 fetch_max_wait_ms=50)
+                                 fetch_max_wait_ms=50, **kafka_python_options(s))
         topics = [s.topic_scores, s.topic_alerts, s.topic_dlq]
         tps = [TopicPartition(t, p) for t in topics
                for p in sorted(consumer.partitions_for_topic(t) or ())]
@@ -222,6 +237,10 @@ class OutputCollector:
                 for tp, records in batches.items():
                     for r in records:
                         self._take(tp.topic, r.value, r.timestamp, now_ms)
+                # the fetch highwater is exact on tansu (its ListOffsets "latest" is not)
+                if not batches and all((hw := consumer.highwater(tp)) is not None
+                                       and consumer.position(tp) >= hw for tp in tps):
+                    self._caught_up_at = time.monotonic()
         finally:
             consumer.close()
 

@@ -31,6 +31,8 @@ from grafana_foundation_sdk.models.common import BarGaugeDisplayMode, VizOrienta
 from grafana_foundation_sdk.models.dashboard import DashboardCursorSync, DataSourceRef
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from vigil.kinds import registered  # one risk panel per alert kind
+
 __all__ = ["DATASOURCE_UID", "OUT", "build", "render"]
 
 DATASOURCE_UID = "vigil-prometheus"  # matches provisioning/datasources/prometheus.yml
@@ -136,12 +138,11 @@ ROWS: tuple[tuple[str, tuple[Spec, ...]], ...] = (
              width=12),
     )),
     ("Model risk (drift watch)", (
-        Spec("heatmap", "Sepsis risk distribution", "Scored rows per risk bucket over time.",
-             (_q('sum by (le) (vigil:risk_bucket:rate5m{kind="sepsis"})', "{{le}}",
-                 PromQueryFormat.HEATMAP),), width=8),
-        Spec("heatmap", "Deterioration risk distribution", "Scored rows per risk bucket over time.",
-             (_q('sum by (le) (vigil:risk_bucket:rate5m{kind="deterioration"})', "{{le}}",
-                 PromQueryFormat.HEATMAP),), width=8),
+        *(Spec("heatmap", f"{kind.label} risk distribution",
+               "Scored rows per risk bucket over time.",
+               (_q(f'sum by (le) (vigil:risk_bucket:rate5m{{kind="{kind.name}"}})', "{{le}}",
+                   PromQueryFormat.HEATMAP),), width=8)
+          for kind in registered()),
         Spec("timeseries", "Risk quantiles by kind", "A shift here without a change of case mix "
              "is drift: check the model and the feeds.",
              (_q("histogram_quantile(0.5, sum by (kind, le) (vigil:risk_bucket:rate5m))",

@@ -22,14 +22,14 @@ import numpy as np
 
 from vigil.alerts.lifecycle import Rules, step
 from vigil.alerts.policy import Policy
-from vigil.evaluation.metrics import LEAD_WINDOW_H, warning_hours
+from vigil.evaluation.metrics import LEAD_WINDOW_H, rising_edges, warning_hours
 from vigil.models.utility import DT_LATE, DT_OPTIMAL
-from vigil.stream.state import AlertTrack
+from vigil.wire.durations import HOUR_MS
+from vigil.wire.state import AlertTrack
 
 __all__ = ["Burden", "alert_burden", "burden_table", "levels_at", "levels_for_alert_rates",
            "policy_timeline"]
 
-HOUR_MS = 3_600_000
 NO_ACKS = 10**15  # offline nobody acknowledges: keep unacknowledged escalation out
 
 
@@ -105,7 +105,7 @@ def burden_table(label: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],
     out: dict[str, dict] = {}
     for name, (risk, policy) in scores.items():
         above = [risk[g] >= policy.raise_threshold for g in groups]
-        crossings = [a & ~np.r_[False, a[:-1]] for a in above]
+        crossings = [rising_edges(a) for a in above]
         runs = [policy_timeline(risk[g], hours[g], policy, rules) for g in groups]
         out[name] = {
             "every hour above threshold": asdict(alert_burden(label, hours, groups, above, above)),

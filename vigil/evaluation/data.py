@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from vigil.settings import VigilSettings
-from vigil.stream import codes, features, offline, validation, windows
+from vigil.stream import features, offline, validation, windows
 from vigil.stream.offline import FeatureTable, build_feature_table
 from vigil.stream.replay import physionet2012, physionet2019
 from vigil.stream.replay.sources import load_stays
+from vigil.wire import codes
 
 __all__ = ["feature_table", "cache_key"]
 

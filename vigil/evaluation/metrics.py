@@ -80,6 +80,28 @@ def patient_groups(patient: np.ndarray) -> list[np.ndarray]:
     return np.split(np.arange(len(patient)), bounds)
 
 
+def rising_edges(alert: np.ndarray) -> np.ndarray:
+    """Where an alert starts: each hour that alerts after one that did not (or first).
+
+    >>> rising_edges(np.array([1, 1, 0, 1, 0, 0, 1], bool)).nonzero()[0].tolist()
+    [0, 3, 6]
+    """
+    a = np.asarray(alert, bool)
+    return a & ~np.r_[False, a[:-1]]
+
+
+def episodes(alert: np.ndarray, groups: list[np.ndarray] | None = None) -> int:
+    """Alert episodes: rising edges, counted per patient when ``groups`` are given.
+
+    >>> episodes(np.array([1, 1, 0, 1], bool)), episodes(np.array([1, 1, 1], bool),
+    ...                                                   [np.arange(2), np.arange(2, 3)])
+    (2, 2)
+    """
+    if groups is None:
+        return int(rising_edges(alert).sum())
+    return sum(int(rising_edges(alert[g]).sum()) for g in groups)
+
+
 def alert_stats(label: np.ndarray, alert: np.ndarray, patient: np.ndarray,
                 groups: list[np.ndarray] | None = None) -> AlertStats:
     """Patient-level figures of hourly 0/1 alerts (rows ordered by patient, then hour)."""
@@ -87,11 +109,11 @@ def alert_stats(label: np.ndarray, alert: np.ndarray, patient: np.ndarray,
     labels_by = [label[g] for g in groups]
     alerts_by = [alert[g] for g in groups]
     utility = normalized_utility(labels_by, alerts_by)
-    detected, leads, episodes = 0, [], 0
+    detected, leads, n_episodes = 0, [], 0
     septic = 0
     for lab, al in zip(labels_by, alerts_by):
         a = al.astype(bool)
-        episodes += int(a[0]) + int(np.sum(a[1:] & ~a[:-1])) if len(a) else 0
+        n_episodes += int(rising_edges(a).sum())
         if lab.any():
             septic += 1
             lead = warning_hours(lab, a)
@@ -103,7 +125,7 @@ def alert_stats(label: np.ndarray, alert: np.ndarray, patient: np.ndarray,
         utility=float(utility),
         sensitivity=detected / septic if septic else float("nan"),
         median_lead_hours=float(np.median(leads)) if leads else float("nan"),
-        alerts_per_patient_day=episodes / days if days else float("nan"),
+        alerts_per_patient_day=n_episodes / days if days else float("nan"),
         alert_rows=float(np.mean(alert)) if len(alert) else float("nan"),
     )
 

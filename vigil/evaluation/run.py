@@ -19,9 +19,28 @@ from pathlib import Path
 import numpy as np
 
 from vigil.evaluation.data import feature_table
-from vigil.evaluation.metrics import alert_stats, auprc, auroc, best_threshold, patient_groups
+from vigil.evaluation.metrics import (
+    alert_stats,
+    auprc,
+    auroc,
+    best_threshold,
+    episodes,
+    patient_groups,
+)
+from vigil.kinds.sepsis import shipped_model
 from vigil.models.artifact import ModelArtifact
-from vigil.models.clinical import ClinicalInputs, clinical_details
+from vigil.models.clinical import (
+    NEWS2_EMERGENCY,
+    NEWS2_MAX,
+    NEWS2_URGENT,
+    QSOFA_MAX,
+    QSOFA_POSITIVE,
+    SHOCK_INDEX_SHOCK,
+    SIRS_MAX,
+    SIRS_POSITIVE,
+    ClinicalInputs,
+    clinical_details,
+)
 from vigil.models.deployed import DeployedSepsis
 from vigil.models.hybrid_scorer import HybridScorer
 from vigil.models.online import replay_online
@@ -49,78 +68,28 @@ def _clinical_risks(table: FeatureTable, rows: np.ndarray) -> dict[str, np.ndarr
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
 
 
-def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings, model_dir: Path, *,
+def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings,
+                    model_dir: Path | None = None, *,
                     exclude_training: bool = False, progress: bool = True,
                     cache_dir: Path | None = Path(".vigil-cache"), limit: int | None = None,
                     plots: bool = True) -> dict:
+    """Every sepsis scorer on the PhysioNet 2019 stays of ``data``, hour by hour; thresholds
+    from the artifact (chosen on training patients), never from these patients."""
     started = time.perf_counter()
+    model_dir = Path(model_dir) if model_dir is not None else shipped_model()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = feature_table(data, settings, limit=limit, cache_dir=cache_dir, progress=progress)
     artifact = ModelArtifact.load(model_dir)
-    trained = set(artifact.training_patients)
-    overlap = [i for i, sid in enumerate(table.source_ids) if sid in trained]
-    notes: list[str] = []
-    if overlap:
-        msg = (f"{len(overlap)} of {table.n_patients} patients were used to train "
-               f"{artifact.name} {artifact.version}; their scores are optimistic")
-        if exclude_training:
-            msg += " and they are left out (--exclude-training)"
-        warnings.warn(msg, stacklevel=1)
-        notes.append(msg)
-    keep = np.array([d == "physionet2019" for d in table.datasets])  # sepsis labels: 2019 only
-    if not keep.any():
-        raise SystemExit(f"no PhysioNet 2019 stays in {data}")
-    if exclude_training and overlap:
-        keep[overlap] = False
-    patients = np.flatnonzero(keep)
+    patients, notes = _sepsis_patients(table, artifact, data, exclude_training)
     rows = np.flatnonzero(np.isin(table.patient, patients))
     y = table.label[rows]
     pat = table.patient[rows]
-
-    clinical = _clinical_risks(table, rows)
-    risks: dict[str, tuple[np.ndarray, float]] = {
-        "NEWS2>=5": (clinical["news2"] / 20.0, 5 / 20.0),
-        "qSOFA>=2": (clinical["qsofa"] / 3.0, 2 / 3.0),
-        "SIRS>=2": (clinical["sirs"] / 4.0, 2 / 4.0),
-    }
-    qnn = HybridScorer(artifact, table.names)
-    risks["hybrid-quantum"] = (qnn.risk_batch(table.X[rows]), artifact.levels[0][0])
-    paths = comparator_paths(model_dir)
-    if paths["hybrid-classical"].exists():
-        classical = ModelArtifact.load(paths["hybrid-classical"])
-        risks["hybrid-classical"] = (HybridScorer(classical, table.names).risk_batch(table.X[rows]),
-                                     classical.levels[0][0])
-    if paths["gbm"].exists():
-        import lightgbm as lgb
-
-        thresholds = json.loads(paths["thresholds"].read_text()) if paths["thresholds"].exists() else {}
-        booster = lgb.Booster(model_file=str(paths["gbm"]))
-        risks["gbm"] = (booster.predict(table.X[rows]), float(thresholds.get("gbm", 0.02)))
-    deployed, levels = "hybrid-quantum", tuple(artifact.levels)
-    if DeployedSepsis.present(model_dir):
-        combo = DeployedSepsis.load(model_dir)
-        p_hybrid = risks["hybrid-quantum"][0]
-        Z = artifact.normaliser.transform(table.X[rows])
-        p_online = replay_online(combo.online, Z, y, pat)
-        if "online_threshold" in combo.metrics:
-            risks["online River"] = (p_online, float(combo.metrics["online_threshold"]))
-        risks["deployed (hybrid + online)"] = (combo.stack(p_hybrid, p_online), combo.levels[0][0])
-        risks["deployed, no online learning"] = (
-            combo.stack(p_hybrid, combo.online.predict(Z)), combo.levels[0][0])
-        deployed, levels = "deployed (hybrid + online)", tuple(combo.levels)
-
+    risks, deployed, levels = _sepsis_risks(table, rows, artifact, model_dir)
     groups = patient_groups(pat)
     report: dict = {"deployed": deployed, "patients": int(len(patients)), "rows": int(len(rows)),
                     "data": str(data), "model": {"name": artifact.name, "version": artifact.version},
-                    "notes": notes, "scorers": {}, "subgroups": {}}
-    for name, (risk, threshold) in risks.items():
-        stats = alert_stats(y, risk >= threshold, pat, groups)
-        report["scorers"][name] = {
-            "auroc": auroc(y, risk), "auprc": auprc(y, risk), "threshold": float(threshold),
-            **{k: v for k, v in asdict(stats).items() if k != "alert_rows"},
-            "alert_hours_fraction": stats.alert_rows,
-        }
+                    "notes": notes, "scorers": _hourly_scorers(y, pat, groups, risks)}
     report["oracle_threshold_utility"] = {
         name: best_threshold(y, risk, pat)[1] for name, (risk, _) in risks.items()
         if name.startswith(("hybrid", "gbm", "deployed"))}
@@ -137,6 +106,82 @@ def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings, model_dir: P
     return report
 
 
+def _sepsis_patients(table: FeatureTable, artifact: ModelArtifact, data: Path,
+                     exclude_training: bool) -> tuple[np.ndarray, list[str]]:
+    """The 2019 stays to judge (sepsis labels exist only there), and a note when some were
+    the artifact's training patients (their scores are optimistic)."""
+    trained = set(artifact.training_patients)
+    overlap = [i for i, sid in enumerate(table.source_ids) if sid in trained]
+    notes: list[str] = []
+    if overlap:
+        msg = (f"{len(overlap)} of {table.n_patients} patients were used to train "
+               f"{artifact.name} {artifact.version}; their scores are optimistic")
+        if exclude_training:
+            msg += " and they are left out (--exclude-training)"
+        warnings.warn(msg, stacklevel=2)
+        notes.append(msg)
+    keep = np.array([d == "physionet2019" for d in table.datasets])
+    if not keep.any():
+        raise SystemExit(f"no PhysioNet 2019 stays in {data}")
+    if exclude_training and overlap:
+        keep[overlap] = False
+    return np.flatnonzero(keep), notes
+
+
+def _sepsis_risks(table: FeatureTable, rows: np.ndarray, artifact: ModelArtifact,
+                  model_dir: Path) -> tuple[dict[str, tuple[np.ndarray, float]], str,
+                                            tuple[tuple[float, str], ...]]:
+    """(risk, alert threshold) of every scorer on ``rows``: the published scores, the hybrid,
+    its comparators, the online model replayed causally and the deployed stack; and which
+    one is deployed, with its levels."""
+    y, pat = table.label[rows], table.patient[rows]
+    clinical = _clinical_risks(table, rows)
+    risks: dict[str, tuple[np.ndarray, float]] = {
+        "NEWS2>=5": (clinical["news2"] / NEWS2_MAX, NEWS2_URGENT / NEWS2_MAX),
+        "qSOFA>=2": (clinical["qsofa"] / QSOFA_MAX, QSOFA_POSITIVE / QSOFA_MAX),
+        "SIRS>=2": (clinical["sirs"] / SIRS_MAX, SIRS_POSITIVE / SIRS_MAX),
+    }
+    qnn = HybridScorer(artifact, table.names)
+    risks["hybrid-quantum"] = (qnn.risk_batch(table.X[rows]), artifact.levels[0][0])
+    paths = comparator_paths(model_dir)
+    if paths["hybrid-classical"].exists():
+        classical = ModelArtifact.load(paths["hybrid-classical"])
+        risks["hybrid-classical"] = (HybridScorer(classical, table.names).risk_batch(table.X[rows]),
+                                     classical.levels[0][0])
+    if paths["gbm"].exists():
+        import lightgbm as lgb
+
+        thresholds = json.loads(paths["thresholds"].read_text()) if paths["thresholds"].exists() else {}
+        booster = lgb.Booster(model_file=str(paths["gbm"]))
+        risks["gbm"] = (booster.predict(table.X[rows]), float(thresholds.get("gbm", 0.02)))
+    if not DeployedSepsis.present(model_dir):
+        return risks, "hybrid-quantum", tuple(artifact.levels)
+    combo = DeployedSepsis.load(model_dir)
+    p_hybrid = risks["hybrid-quantum"][0]
+    Z = artifact.normaliser.transform(table.X[rows])
+    p_online = replay_online(combo.online, Z, y, pat)
+    if "online_threshold" in combo.metrics:
+        risks["online River"] = (p_online, float(combo.metrics["online_threshold"]))
+    risks["deployed (hybrid + online)"] = (combo.stack(p_hybrid, p_online), combo.levels[0][0])
+    risks["deployed, no online learning"] = (
+        combo.stack(p_hybrid, combo.online.predict(Z)), combo.levels[0][0])
+    return risks, "deployed (hybrid + online)", tuple(combo.levels)
+
+
+def _hourly_scorers(y: np.ndarray, pat: np.ndarray, groups: list[np.ndarray],
+                    risks: dict[str, tuple[np.ndarray, float]]) -> dict[str, dict]:
+    """Ranking and alerting figures of each scorer over the hours."""
+    out = {}
+    for name, (risk, threshold) in risks.items():
+        stats = alert_stats(y, risk >= threshold, pat, groups)
+        out[name] = {
+            "auroc": auroc(y, risk), "auprc": auprc(y, risk), "threshold": float(threshold),
+            **{k: v for k, v in asdict(stats).items() if k != "alert_rows"},
+            "alert_hours_fraction": stats.alert_rows,
+        }
+    return out
+
+
 PROXY_NOTE = ("In-hospital death is a proxy for deterioration / cardiac arrest: no open data "
               "set labels arrest. Scores are judged on whether they flagged patients who later "
               "died, as NEWS and eCART were validated.")
@@ -144,7 +189,8 @@ PROXY_NOTE = ("In-hospital death is a proxy for deterioration / cardiac arrest: 
 
 def evaluate_deterioration(data: Path, out: Path, settings: VigilSettings, *,
                            progress: bool = True, cache_dir: Path | None = Path(".vigil-cache"),
-                           limit: int | None = None, plots: bool = True) -> dict:
+                           limit: int | None = None, plots: bool = True,
+                           model_dir: Path | None = None, exclude_training: bool = False) -> dict:
     """The deterioration scores on PhysioNet 2012 (first 48 h), against in-hospital death.
 
     Every charted time is a row (features from data up to it). A patient counts as flagged
@@ -164,11 +210,13 @@ def evaluate_deterioration(data: Path, out: Path, settings: VigilSettings, *,
     hours = table.hours[rows]
     died = table.label[rows]
     rules = {
-        "NEWS2>=7 or red (deployed)": (d["news2"] / 20.0, (d["news2"] >= 7) | (d["news2_red"] > 0)),
-        "NEWS2>=5": (d["news2"] / 20.0, d["news2"] >= 5),
-        "qSOFA>=2": (d["qsofa"] / 3.0, d["qsofa"] >= 2),
-        "SIRS>=2": (d["sirs"] / 4.0, d["sirs"] >= 2),
-        "shock index>=1": (np.nan_to_num(d["shock_index"]), np.nan_to_num(d["shock_index"]) >= 1),
+        "NEWS2>=7 or red (deployed)": (d["news2"] / NEWS2_MAX, (d["news2"] >= NEWS2_EMERGENCY)
+                                       | (d["news2_red"] > 0)),
+        "NEWS2>=5": (d["news2"] / NEWS2_MAX, d["news2"] >= NEWS2_URGENT),
+        "qSOFA>=2": (d["qsofa"] / QSOFA_MAX, d["qsofa"] >= QSOFA_POSITIVE),
+        "SIRS>=2": (d["sirs"] / SIRS_MAX, d["sirs"] >= SIRS_POSITIVE),
+        "shock index>=1": (np.nan_to_num(d["shock_index"]),
+                           np.nan_to_num(d["shock_index"]) >= SHOCK_INDEX_SHOCK),
     }
     groups = patient_groups(pat)
     y_pat = np.array([died[g[0]] for g in groups])
@@ -179,15 +227,14 @@ def evaluate_deterioration(data: Path, out: Path, settings: VigilSettings, *,
     for name, (score, alert) in rules.items():
         top = np.array([score[g].max() for g in groups])
         flagged = np.array([alert[g].any() for g in groups])
-        episodes = sum(int(alert[g][0]) + int(np.sum(alert[g][1:] & ~alert[g][:-1]))
-                       for g in groups)
+        n_episodes = episodes(alert, groups)
         first = [float(hours[g][np.argmax(alert[g])]) for g, f, y in zip(groups, flagged, y_pat)
                  if f and y]
         report["scorers"][name] = {
             "auroc": auroc(y_pat, top), "auprc": auprc(y_pat, top),
             "sensitivity": float(flagged[y_pat == 1].mean()),
             "flagged_survivors": float(flagged[y_pat == 0].mean()),
-            "alerts_per_patient_day": episodes / days,
+            "alerts_per_patient_day": n_episodes / days,
             "median_hours_to_first_alert_in_deaths": float(np.median(first)) if first else None,
         }
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -212,7 +259,8 @@ def _burden(settings: VigilSettings, y: np.ndarray, hours: np.ndarray, groups: l
     ratio = settings.alert_clear_ratio
     scores = {deployed: (risks[deployed][0], Policy("sepsis", tuple(levels), clear_ratio=ratio)),
               "NEWS2>=5": (risks["NEWS2>=5"][0],
-                           Policy("sepsis", ((5 / 20, "medium"), (7 / 20, "high")),
+                           Policy("sepsis", ((NEWS2_URGENT / NEWS2_MAX, "medium"),
+                                             (NEWS2_EMERGENCY / NEWS2_MAX, "high")),
                                   clear_ratio=ratio))}
     return burden_table(y, hours, groups, scores, alert_rules(settings))
 
@@ -235,10 +283,9 @@ def _subgroups(table: FeatureTable, patients: np.ndarray, rows: np.ndarray, y: n
             entry: dict = {"patients": int(len(np.unique(pat[m]))), "rows": int(m.sum())}
             for name, (risk, threshold) in risks.items():
                 alerts = (risk[m] >= threshold)
-                episodes = int(alerts[0]) + int(np.sum(alerts[1:] & ~alerts[:-1]
-                                                       & (pat[m][1:] == pat[m][:-1])))
+                n_episodes = episodes(alerts, patient_groups(pat[m]))
                 entry[name] = {"auroc": auroc(y[m], risk[m]),
-                               "alerts_per_patient_day": episodes / (m.sum() / 24.0)}
+                               "alerts_per_patient_day": n_episodes / (m.sum() / 24.0)}
             out[dim][str(value)] = entry
     return out
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +67,28 @@ def patient_split(table: FeatureTable, seed: int = 42) -> Split:
     return Split(table, seed)
 
 
+@dataclass
+class _Rows:
+    """The split's normalised inputs and labels, as every model of a training run sees them."""
+
+    Xf: np.ndarray
+    Xv: np.ndarray
+    Xt: np.ndarray
+    yf: np.ndarray
+    yv: np.ndarray
+    yt: np.ndarray
+    pv: np.ndarray  # validation patients, per row
+    rf: np.ndarray  # row masks of the split (raw rows for LightGBM)
+    rv: np.ndarray
+    rt: np.ndarray
+
+
 def run_training(data: Path, out: Path, settings: VigilSettings, *,
                  config: TrainConfig | None = None, spec_overrides: dict | None = None,
                  limit: int | None = None, progress: bool = True,
                  cache_dir: Path | None = Path(".vigil-cache"), with_comparators: bool = True) -> dict:
+    """Train the hybrid (and its same-size classical ablation and LightGBM), stack it with
+    the warm-started online model, and write the versioned artifact to ``out``."""
     config = config or TrainConfig()
     started = time.perf_counter()
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -77,77 +96,23 @@ def run_training(data: Path, out: Path, settings: VigilSettings, *,
     split = patient_split(table, config.seed)
     rf, rv, rt = table.rows_of(split.fit), table.rows_of(split.val), table.rows_of(split.test)
     norm = Normaliser.fit(table.X[rf], table.names)
-    Xf, Xv, Xt = (norm.transform(table.X[r]) for r in (rf, rv, rt))
-    yf, yv, yt = table.label[rf], table.label[rv], table.label[rt]
-    pv = table.patient[rv]
-
-    def validate(logits: np.ndarray) -> float:
-        cands = np.quantile(logits, np.linspace(0.6, 0.99, 25))
-        return best_threshold(yv, logits, pv, candidates=cands)[1]
-
+    d = _Rows(*(norm.transform(table.X[r]) for r in (rf, rv, rt)),
+              *(table.label[r] for r in (rf, rv, rt)), table.patient[rv], rf, rv, rt)
     report: dict = {"data": str(data), "patients": table.n_patients, "rows": int(len(table.X)),
                     "split": {"fit": len(split.fit), "validation": len(split.val),
                               "test": len(split.test)}, "models": {}}
-    trained: dict[str, tuple[HybridSpec, dict, tuple[float, float], float]] = {}
-    for kind in ("quantum", "classical") if with_comparators else ("quantum",):
-        spec = HybridSpec(n_inputs=norm.n_inputs, kind=kind, **(spec_overrides or {}))
-        res = fit_hybrid(spec, Xf, yf, Xv, validate, config, progress=progress,
-                         label=f"hybrid-{kind}")
-        lv = predict_logits(spec, res.params, Xv)
-        a, b = fit_platt(lv, yv)
-        risk_v = apply_platt(lv, a, b)
-        threshold, val_u = best_threshold(yv, risk_v, pv)
-        lt = predict_logits(spec, res.params, Xt)
-        report["models"][f"hybrid-{kind}"] = {
-            "parameters": param_count(res.params), "circuit_parameters": spec.circuit_params,
-            "best_epoch": res.best_epoch, "history": res.history,
-            "compile_s": round(res.compile_s, 2), "train_s": round(res.seconds, 1),
-            "validation_utility": val_u, "threshold": threshold,
-            "test_auroc": auroc(yt, lt), "test_auprc": auprc(yt, lt)}
-        trained[kind] = (spec, res.params, (a, b), threshold)
+    kinds = ("quantum", "classical") if with_comparators else ("quantum",)
+    trained = {kind: _train_hybrid(kind, norm, d, config, spec_overrides, progress, report)
+               for kind in kinds}
     if with_comparators:
-        from vigil.models.gbm import train_gbm
-
-        t0 = time.perf_counter()
-        gbm = train_gbm(table.X[rf], yf, table.X[rv], yv, seed=config.seed)
-        pt = gbm.predict(table.X[rt])
-        report["models"]["gbm"] = {"trees": gbm.best_iteration,
-                                   "train_s": round(time.perf_counter() - t0, 1),
-                                   "test_auroc": auroc(yt, pt), "test_auprc": auprc(yt, pt)}
-        pv_gbm = gbm.predict(table.X[rv])
-        gbm_threshold, _ = best_threshold(yv, pv_gbm, pv)
-        report["models"]["gbm"]["threshold"] = gbm_threshold
-        paths = comparator_paths(out)
-        paths["gbm"].parent.mkdir(parents=True, exist_ok=True)
-        gbm.booster.save_model(str(paths["gbm"]))  # type: ignore[attr-defined]
-        paths["thresholds"].write_text(json.dumps({"gbm": gbm_threshold}))
-
+        _train_gbm(table, d, config, out, report)
     artifacts = {kind: _artifact(kind, trained[kind], table, split, norm, settings, config,
-                                 report, data, Xv) for kind in trained}
+                                 report, data, d.Xv) for kind in trained}
     artifacts["quantum"].save(Path(out))
     if "classical" in artifacts:
         artifacts["classical"].save(comparator_paths(out)["hybrid-classical"])
     artifact = artifacts["quantum"]
-
-    # the deployed score: the hybrid stacked with the warm-started online model
-    t0 = time.perf_counter()
-    online = OnlineModel.warm_start(Xf, yf, seed=config.seed)
-    spec, params, calib, _ = trained["quantum"]
-    p_hybrid_v = apply_platt(predict_logits(spec, params, Xv), *calib)
-    p_online_v = online.predict(Xv)
-    stack = Stack.fit(p_hybrid_v, p_online_v, yv)
-    risk_v = stack(p_hybrid_v, p_online_v)
-    threshold, val_u = best_threshold(yv, risk_v, pv)
-    p_test = stack(apply_platt(predict_logits(spec, params, Xt), *calib), online.predict(Xt))
-    online_threshold, online_u = best_threshold(yv, p_online_v, pv)
-    rate_levels = _rate_levels(settings, yv, table.hours[rv], pv, risk_v)
-    deployed = DeployedSepsis(stack, levels_at(risk_v, threshold), online, {
-        "validation_utility": val_u, "threshold": threshold,
-        "online_threshold": online_threshold, "online_validation_utility": online_u,
-        "online_warm_start_s": round(time.perf_counter() - t0, 1),
-        "online_validation_auroc": auroc(yv, p_online_v),
-        "test_auroc_without_online_learning": auroc(yt, p_test),
-        "test_auprc_without_online_learning": auprc(yt, p_test)}, tuple(rate_levels))
+    deployed = _stack_deployed(trained["quantum"], table, d, settings, config)
     deployed.save(Path(out))
     report["models"]["deployed"] = deployed.metrics
     report["artifact"] = {"path": str(out), "version": artifact.version,
@@ -155,6 +120,79 @@ def run_training(data: Path, out: Path, settings: VigilSettings, *,
     report["seconds"] = round(time.perf_counter() - started, 1)
     (Path(out) / "training-report.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def _validation_utility(d: _Rows) -> Callable[[np.ndarray], float]:
+    """Early stopping's yardstick: the best utility over the upper quantiles of the logits."""
+    def validate(logits: np.ndarray) -> float:
+        cands = np.quantile(logits, np.linspace(0.6, 0.99, 25))
+        return best_threshold(d.yv, logits, d.pv, candidates=cands)[1]
+
+    return validate
+
+
+def _train_hybrid(kind: str, norm: Normaliser, d: _Rows, config: TrainConfig,
+                  spec_overrides: dict | None, progress: bool, report: dict
+                  ) -> tuple[HybridSpec, dict, tuple[float, float], float]:
+    """One hybrid (the circuit, or its classical ablation), calibrated, with its threshold."""
+    spec = HybridSpec(n_inputs=norm.n_inputs, kind=kind, **(spec_overrides or {}))
+    res = fit_hybrid(spec, d.Xf, d.yf, d.Xv, _validation_utility(d), config, progress=progress,
+                     label=f"hybrid-{kind}")
+    lv = predict_logits(spec, res.params, d.Xv)
+    a, b = fit_platt(lv, d.yv)
+    threshold, val_u = best_threshold(d.yv, apply_platt(lv, a, b), d.pv)
+    lt = predict_logits(spec, res.params, d.Xt)
+    report["models"][f"hybrid-{kind}"] = {
+        "parameters": param_count(res.params), "circuit_parameters": spec.circuit_params,
+        "best_epoch": res.best_epoch, "history": res.history,
+        "compile_s": round(res.compile_s, 2), "train_s": round(res.seconds, 1),
+        "validation_utility": val_u, "threshold": threshold,
+        "test_auroc": auroc(d.yt, lt), "test_auprc": auprc(d.yt, lt)}
+    return spec, res.params, (a, b), threshold
+
+
+def _train_gbm(table: FeatureTable, d: _Rows, config: TrainConfig, out: Path,
+               report: dict) -> None:
+    """LightGBM on the raw rows (NaNs included), the classical comparator."""
+    from vigil.models.gbm import train_gbm
+
+    t0 = time.perf_counter()
+    gbm = train_gbm(table.X[d.rf], d.yf, table.X[d.rv], d.yv, seed=config.seed)
+    pt = gbm.predict(table.X[d.rt])
+    report["models"]["gbm"] = {"trees": gbm.best_iteration,
+                               "train_s": round(time.perf_counter() - t0, 1),
+                               "test_auroc": auroc(d.yt, pt), "test_auprc": auprc(d.yt, pt)}
+    gbm_threshold, _ = best_threshold(d.yv, gbm.predict(table.X[d.rv]), d.pv)
+    report["models"]["gbm"]["threshold"] = gbm_threshold
+    paths = comparator_paths(out)
+    paths["gbm"].parent.mkdir(parents=True, exist_ok=True)
+    gbm.booster.save_model(str(paths["gbm"]))  # type: ignore[attr-defined]
+    paths["thresholds"].write_text(json.dumps({"gbm": gbm_threshold}))
+
+
+def _stack_deployed(quantum: tuple[HybridSpec, dict, tuple[float, float], float],
+                    table: FeatureTable, d: _Rows, settings: VigilSettings,
+                    config: TrainConfig) -> DeployedSepsis:
+    """The deployed score: the hybrid stacked with the warm-started online model, its
+    levels chosen on the validation patients (also for target alert rates)."""
+    t0 = time.perf_counter()
+    online = OnlineModel.warm_start(d.Xf, d.yf, seed=config.seed)
+    spec, params, calib, _ = quantum
+    p_hybrid_v = apply_platt(predict_logits(spec, params, d.Xv), *calib)
+    p_online_v = online.predict(d.Xv)
+    stack = Stack.fit(p_hybrid_v, p_online_v, d.yv)
+    risk_v = stack(p_hybrid_v, p_online_v)
+    threshold, val_u = best_threshold(d.yv, risk_v, d.pv)
+    p_test = stack(apply_platt(predict_logits(spec, params, d.Xt), *calib), online.predict(d.Xt))
+    online_threshold, online_u = best_threshold(d.yv, p_online_v, d.pv)
+    rate_levels = _rate_levels(settings, d.yv, table.hours[d.rv], d.pv, risk_v)
+    return DeployedSepsis(stack, levels_at(risk_v, threshold), online, {
+        "validation_utility": val_u, "threshold": threshold,
+        "online_threshold": online_threshold, "online_validation_utility": online_u,
+        "online_warm_start_s": round(time.perf_counter() - t0, 1),
+        "online_validation_auroc": auroc(d.yv, p_online_v),
+        "test_auroc_without_online_learning": auroc(d.yt, p_test),
+        "test_auprc_without_online_learning": auprc(d.yt, p_test)}, tuple(rate_levels))
 
 
 ALERT_RATE_TARGETS = (0.25, 0.5, 0.75, 1.0, 1.5)  # alerts per patient-day, full lifecycle
