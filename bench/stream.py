@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vigil.broker import EmbeddedBroker, free_port
+from vigil.kafka_config import aiokafka_options, kafka_python_options
 from vigil.runtime import OutputCollector, WorkerProcess
 from vigil.sample import sample_path
 from vigil.settings import VigilSettings
@@ -49,7 +50,8 @@ async def raw_consume(settings: VigilSettings, expected: int) -> float:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     c = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                         max_partition_fetch_bytes=4 << 20, fetch_max_bytes=16 << 20)
+                         max_partition_fetch_bytes=4 << 20, fetch_max_bytes=16 << 20,
+                         **aiokafka_options(settings))
     await c.start()
     try:
         tps = [TopicPartition(settings.topic_vitals, p)
@@ -121,7 +123,8 @@ def main() -> int:
         recs = [r for r in fresh if r.topic == "vitals"][:int(args.rate * args.latency_seconds)]
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=0)
+        producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=0,
+                                 **kafka_python_options(s))
         phase_ms = int(time.time() * 1000)
         t0 = time.perf_counter()
         for i, r in enumerate(recs):

@@ -132,3 +132,21 @@ def test_grafana_provisioning_points_at_existing_files(compose) -> None:
     assert (dashboards / "vigil.json").is_file(), dashboards
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert _host_path(grafana, home).is_file()
+
+
+def test_every_secret_comes_from_the_environment() -> None:
+    """No secret is written in the compose file: each one is a ``${VAR}`` from the
+    environment of `docker-compose up` (or a ``*_FILE`` path to a Docker secret)."""
+    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    envs = [raw["x-vigil-env"], *(svc.get("environment", {}) for svc in raw["services"].values())]
+    secret_like = re.compile(r"(PASSWORD|SECRET|PSEUDONYM_KEY|TOKEN)$")
+    seen = []
+    for env in envs:
+        for key, value in env.items():
+            if key == "<<" or not secret_like.search(key):
+                continue
+            seen.append(key)
+            assert re.fullmatch(r"\$\{[A-Z0-9_]+(:?[-?][^}]*)?\}", str(value)), (key, value)
+            assert not re.search(r":-[^}]", str(value)), f"{key} has a default secret: {value}"
+    assert {"VIGIL_PSEUDONYM_KEY", "VIGIL_KAFKA_SASL_PASSWORD",
+            "GF_SECURITY_ADMIN_PASSWORD"} <= set(seen)

@@ -14,7 +14,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = ["BrokerError", "EmbeddedBroker", "die_with_parent", "free_port", "tansu_binary", "wait_for_broker"]
 
@@ -39,17 +41,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_broker(bootstrap: str, timeout_s: float = 15.0) -> None:
-    """Block until a Kafka metadata request to ``bootstrap`` succeeds."""
+def wait_for_broker(bootstrap: str, timeout_s: float = 15.0, *,
+                    options: Mapping[str, Any] | None = None) -> None:
+    """Block until a Kafka metadata request to ``bootstrap`` succeeds.
+
+    ``options`` are kafka-python's security options
+    (:func:`vigil.kafka_config.kafka_python_options`): a TLS or SASL broker must be asked
+    the way the worker will ask it, or a working broker looks dead (and a misconfigured
+    client looks like a broker that is down; the last error says which).
+    """
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
+        # kafka-python waits 30 s to bootstrap by default: bound each try by the deadline,
+        # so that a broker that refuses us (a wrong CA, TLS spoken to a PLAINTEXT port)
+        # fails within timeout_s, as asked
+        left_ms = max(1000, int((deadline - time.monotonic()) * 1000))
         try:
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000,
-                                     client_id="vigil-wait")
+                                     bootstrap_timeout_ms=left_ms, client_id="vigil-wait",
+                                     **(options or {}))
             try:
                 admin.list_topics()
                 return
@@ -58,7 +72,30 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 15.0) -> None:
         except (KafkaError, OSError, ValueError) as exc:
             last = exc
             time.sleep(0.1)
-    raise BrokerError(f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f} s: {last}")
+    why = _tls_failure(bootstrap, (options or {}).get("ssl_context"))
+    raise BrokerError(f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f} s: "
+                      f"{why or last}")
+
+
+def _tls_failure(bootstrap: str, context: Any) -> str | None:
+    """Why a TLS handshake with the first bootstrap server fails, if it does.
+
+    kafka-python only says "unable to bootstrap" when the broker's certificate is refused;
+    the operator needs to read that it was the certificate (a wrong CA file, a host name
+    the certificate lacks) and not a broker that is down."""
+    import ssl
+
+    if not isinstance(context, ssl.SSLContext):
+        return None
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3) as raw:
+            with context.wrap_socket(raw, server_hostname=host):
+                return None
+    except ssl.SSLError as exc:
+        return f"TLS handshake with {host}:{port} failed: {exc}"
+    except (OSError, ValueError):
+        return None
 
 
 class EmbeddedBroker:
@@ -68,10 +105,16 @@ class EmbeddedBroker:
     ...     print(broker.bootstrap)
     """
 
-    def __init__(self, port: int, *, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+    def __init__(self, port: int, *, host: str = "127.0.0.1", log_path: Path | None = None,
+                 advertised_url: str | None = None) -> None:
+        """``advertised_url`` (``tcp://host:port``) is the address the broker tells clients
+        to reconnect to, when that is not its own listener: a TLS terminator in front of it
+        (tansu's own TLS does not work, see docs/security.md). Clients then reach the broker
+        only through that address, so :meth:`start` checks only that tansu listens."""
         self.host = host
         self.port = port
         self.log_path = log_path
+        self.advertised_url = advertised_url
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -84,7 +127,8 @@ class EmbeddedBroker:
                               "is running there (set VIGIL_EMBEDDED_BROKER_PORT or "
                               "VIGIL_KAFKA_URL)")
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        cmd = [tansu_binary(), "broker", "--listener-url", url,
+               "--advertised-listener-url", self.advertised_url or url,
                "--storage-engine", "memory://tansu/"]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
@@ -101,8 +145,10 @@ class EmbeddedBroker:
                 self.stop()
                 raise BrokerError(f"tansu did not listen on {self.bootstrap} in {timeout_s:.0f} s")
             time.sleep(0.02)
-        wait_for_broker(self.bootstrap, max(1.0, deadline - time.monotonic()))
-        log.info("embedded tansu broker listening on %s", self.bootstrap)
+        if self.advertised_url is None:
+            wait_for_broker(self.bootstrap, max(1.0, deadline - time.monotonic()))
+        log.info("embedded tansu broker listening on %s (advertised as %s)", self.bootstrap,
+                 self.advertised_url or url)
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:

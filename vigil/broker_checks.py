@@ -16,13 +16,19 @@ records, i.e. with stale patient state. Three defences:
 
 :func:`list_offsets_exact` probes the broker once so that the worker can report which kind
 of broker it runs on.
+
+Each takes kafka-python's security options (``options``, from
+:func:`vigil.kafka_config.kafka_python_options`): the checks must reach the broker the way
+the worker does, over TLS/SASL where it is configured.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["OffsetGap", "changelog_gaps", "list_offsets_exact", "repair_changelog_ends"]
 
@@ -41,21 +47,23 @@ class OffsetGap:
                 f"but holds records up to {self.true_end}")
 
 
-def list_offsets_exact(bootstrap: str) -> bool:
+def list_offsets_exact(bootstrap: str, *, options: Mapping[str, Any] | None = None) -> bool:
     """True when ListOffsets("latest") equals the log end after a multi-record batch."""
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import NewTopic
 
+    opts = dict(options or {})
     topic = f"vigil.probe.{uuid.uuid4().hex[:12]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="vigil-probe")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="vigil-probe", **opts)
     try:
         admin.create_topics([NewTopic(topic, 1, 1)])
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=200, acks="all")
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=200, acks="all",
+                                 **opts)
         for i in range(3):  # lingering: the three records travel as one batch
             producer.send(topic, value=b"probe %d" % i, partition=0)
         producer.flush()
         producer.close()
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="vigil-probe")
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="vigil-probe", **opts)
         tp = TopicPartition(topic, 0)
         end = consumer.end_offsets([tp])[tp]
         consumer.close()
@@ -74,12 +82,13 @@ def list_offsets_exact(bootstrap: str) -> bool:
         admin.close()
 
 
-def changelog_gaps(bootstrap: str, topics: list[str], timeout_ms: int = 1500) -> list[OffsetGap]:
+def changelog_gaps(bootstrap: str, topics: list[str], timeout_ms: int = 1500, *,
+                   options: Mapping[str, Any] | None = None) -> list[OffsetGap]:
     """Changelog partitions whose real end lies beyond what the broker reports."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="vigil-changelog-check",
-                             enable_auto_commit=False, group_id=None)
+                             enable_auto_commit=False, group_id=None, **(options or {}))
     try:
         existing = consumer.topics()
         tps = [TopicPartition(t, p) for t in topics if t in existing
@@ -106,14 +115,16 @@ def changelog_gaps(bootstrap: str, topics: list[str], timeout_ms: int = 1500) ->
         consumer.close()
 
 
-def repair_changelog_ends(bootstrap: str, gaps: list[OffsetGap]) -> None:
+def repair_changelog_ends(bootstrap: str, gaps: list[OffsetGap], *,
+                          options: Mapping[str, Any] | None = None) -> None:
     """Append each gap's last record again, alone in its batch (see the module docstring)."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+    opts = dict(options or {})
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="vigil-changelog-repair",
-                             enable_auto_commit=False, group_id=None)
+                             enable_auto_commit=False, group_id=None, **opts)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
-                             client_id="vigil-changelog-repair")
+                             client_id="vigil-changelog-repair", **opts)
     try:
         for gap in gaps:
             tp = TopicPartition(gap.topic, gap.partition)

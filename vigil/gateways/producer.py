@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 
+from vigil.kafka_config import aiokafka_options
 from vigil.settings import VigilSettings
 
 __all__ = ["GatewayProducer", "Unavailable"]
@@ -36,6 +37,7 @@ class GatewayProducer:
     def __init__(self, settings: VigilSettings, *, client_id: str = "vigil-gateway",
                  bootstrap_servers: str | None = None) -> None:
         self.bootstrap = bootstrap_servers or settings.bootstrap_servers
+        self.security = aiokafka_options(settings)  # TLS / SASL, as every Vigil client
         self.timeout_s = settings.gateway_ack_timeout_s
         self.max_request_bytes = max(1 << 20, 2 * settings.gateway_max_message_bytes)
         self.client_id = client_id
@@ -66,7 +68,7 @@ class GatewayProducer:
             p = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0,
                                  enable_idempotence=False, client_id=self.client_id,
                                  request_timeout_ms=max(1000, ms), retry_backoff_ms=100,
-                                 max_request_size=self.max_request_bytes)
+                                 max_request_size=self.max_request_bytes, **self.security)
             try:
                 await p.start()
             except BaseException as exc:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -201,14 +200,10 @@ def start_hl7_subprocess(settings: VigilSettings, port: int, log_path: Path,
     caller stops it with SIGTERM (``vigil.runtime.stop_process`` does SIGTERM then SIGKILL).
     """
     from vigil.broker import die_with_parent
+    from vigil.runtime import settings_env
 
-    env = dict(os.environ)
-    for name, value in settings.model_dump(exclude_defaults=True).items():
-        if name == "pseudonym_key":
-            value = settings.pseudonym_key.get_secret_value()
-        env[f"VIGIL_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
-    env["VIGIL_PSEUDONYM_KEY"] = settings.pseudonym_key.get_secret_value()
-    env["VIGIL_KAFKA_URL"] = settings.bootstrap_servers
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(settings_env(settings))  # secrets included, as every child of Vigil gets them
     env["VIGIL_GATEWAY_METRICS_PORT"] = str(metrics_port)
     out = open(log_path, "ab")
     try:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vigil.gateways.samples import PCD01_PROFILE
+from vigil.kafka_config import kafka_python_options
 from vigil.settings import VigilSettings
 from vigil.stream.pseudonym import pseudonymize
 from vigil.stream.replay.sources import load_stays
@@ -182,7 +183,8 @@ def send_stays(settings: VigilSettings, stays: list[Stay], *, host: str, port: i
         from kafka import KafkaProducer
 
         producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
-                                 linger_ms=5, client_id="vigil-hl7-send")
+                                 linger_ms=5, client_id="vigil-hl7-send",
+                                 **kafka_python_options(settings))
         pending = []
         for i, stay in enumerate(stays):
             patient = pseudonymize(pid3_of(stay), key, settings.gateway_patient_namespace)
