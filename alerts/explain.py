@@ -1,7 +1,9 @@
-"""Explanations a nurse reads in two seconds: "NEWS2 8: RR 28 ↑, SBP 92 ↓, HR 118 ↑".
+"""Explanations a nurse reads in two seconds: "NEWS2 8: RR 28 ↑, BP 92/55 ↓, HR 118 ↑".
 
-Drivers are the features with the largest positive contribution to the risk (the scorer's
-attributions), shown with their value and whether it is above or below the normal range.
+Drivers are the measurements with the largest positive contribution to the risk (the
+scorer's attributions, summed over every feature of a measurement), said as a nurse reads
+them: the value and whether it is above or below the normal range, a trend worth saying
+("HR 128 ↑, rising over 6 h"), or missing data ("no BP for 18 h") - never a feature's name.
 
 Normal ranges: the zero-point bands of NEWS2 (RCP 2017) for RR, SpO2, SBP, HR, temperature
 and consciousness; SIRS limits (Bone 1992) for WBC and PaCO2; lactate <= 2 mmol/L and
@@ -31,52 +33,146 @@ NORMAL: dict[str, tuple[float, float]] = {
 _ARROW = {"up": "↑", "down": "↓"}
 
 
+#: measurements a nurse reads as one: the blood pressure is "BP 92/55", not three numbers
+_GROUP = {"SBP": "BP", "DBP": "BP", "MAP": "BP"}
+#: features that are not a measurement's, by the words they are read in
+_OTHER = {"age_years": "age", "sex_male": "sex", "hours_since_icu_admission": "stay",
+          "hours_since_hospital_admission": "stay", "shock_index": "shock index"}
+#: a last value older than this is reported as "no <measurement> for N h" (hours): monitor
+#: vitals are charted at least hourly in an ICU; labs are drawn daily or so
+_STALE_H = {"vital": 4.0, "lab": 36.0}
+_TREND = 0.1  # a change over the window of at least a tenth of the value is worth saying
+
+
 def _fmt(x: float) -> str:
     if abs(x) >= 10 or x == int(x):
         return f"{x:.0f}"
     return f"{x:.1f}" if abs(x) >= 1 else f"{x:.2f}"
 
 
-def _driver(feature: str, value: float, contribution: float) -> Driver:
-    code, _, stat = feature.partition("_")
-    spec = CODES.get(code)
-    if spec is None or math.isnan(value):
-        return Driver(feature, feature.replace("_", " "), None if math.isnan(value) else value,
-                      contribution)
-    direction = None
-    if stat == "last" and code in NORMAL:
-        lo, hi = NORMAL[code]
-        direction = "up" if value > hi else "down" if value < lo else None
-    elif stat.startswith(("slope", "delta")):
-        direction = "up" if value > 0 else "down" if value < 0 else None
-    label = spec.label
-    if stat == "last":
-        text = f"{label} {_fmt(value)}"
-    elif stat.startswith("slope"):
-        text = f"{label} trend {value:+.1f}/h"
-    else:
-        text = f"{label} {stat.replace('_', ' ')} {_fmt(value)}"
-    if direction:
-        text += f" {_ARROW[direction]}"
-    return Driver(feature, text, float(value), float(contribution), direction)
+def _group(feature: str) -> str | None:
+    """The measurement (or patient fact) a feature describes, or None."""
+    if feature in _OTHER:
+        return _OTHER[feature]
+    code = feature.partition("_")[0]
+    return _GROUP.get(code, code) if code in CODES else None
+
+
+def _direction(code: str, value: float) -> str | None:
+    if code not in NORMAL or math.isnan(value):
+        return None
+    lo, hi = NORMAL[code]
+    return "up" if value > hi else "down" if value < lo else None
+
+
+def _with_arrow(text: str, direction: str | None) -> str:
+    return f"{text} {_ARROW[direction]}" if direction else text
+
+
+def _get(x: dict[str, float], name: str) -> float:
+    return x.get(name, float("nan"))
+
+
+def _measurement(code: str, x: dict[str, float], label: str | None = None
+                 ) -> tuple[str, float | None, str | None]:
+    """(text, value, direction) of one measurement: its last value with the arrow and a
+    trend or change worth saying, or how long it has not been measured."""
+    spec = CODES[code]
+    label = label or spec.label
+    last, since = _get(x, f"{code}_last"), _get(x, f"{code}_hours_since")
+    if math.isnan(last):
+        return f"no {label} measured", None, None
+    if since > _STALE_H["lab" if spec.kind == "lab" else "vital"]:
+        return f"no {label} for {since:.0f} h (last {_fmt(last)})", last, None
+    direction = _direction(code, last)
+    shown = f"{last:.1f}" if code == "Temp" else _fmt(last)  # 38.3 °C is not 38
+    text = _with_arrow(f"{label} {shown}", direction)
+    slopes = [k for k in x if k.startswith(f"{code}_slope_")]
+    if slopes:
+        window = slopes[-1].rpartition("_")[2]  # the longest window, e.g. "6h"
+        hours = float(window.rstrip("h") or 1)
+        change = _get(x, slopes[-1]) * hours
+        if abs(change) >= _TREND * max(abs(last), 1e-9):
+            text += f", {'rising' if change > 0 else 'falling'} over {window.rstrip('h')} h"
+    delta = _get(x, f"{code}_delta")
+    if not math.isnan(delta) and abs(delta) >= _TREND * max(abs(last), 1e-9):
+        text += f", {'up' if delta > 0 else 'down'} {_fmt(abs(delta))} since the one before"
+    return text, last, direction
+
+
+def _blood_pressure(x: dict[str, float]) -> tuple[str, float | None, str | None]:
+    sbp, dbp = _get(x, "SBP_last"), _get(x, "DBP_last")
+    since = min((v for v in (_get(x, f"{c}_hours_since") for c in ("SBP", "DBP", "MAP"))
+                 if not math.isnan(v)), default=float("nan"))
+    if math.isnan(sbp):
+        if math.isnan(_get(x, "MAP_last")):
+            if math.isnan(since):
+                return "no BP measured", None, None
+            return f"no BP for {since:.0f} h", None, None
+        return _measurement("MAP", x)
+    text, value, direction = _measurement("SBP", x, "BP")
+    if not math.isnan(dbp) and text.startswith("BP "):
+        text = text.replace(f"BP {_fmt(sbp)}", f"BP {_fmt(sbp)}/{_fmt(dbp)}", 1)
+    return text, value, direction
+
+
+def _phrase(group: str, x: dict[str, float]) -> tuple[str, float | None, str | None]:
+    if group == "BP":
+        return _blood_pressure(x)
+    if group == "age":
+        age = _get(x, "age_years")
+        return (f"age {age:.0f}", age, None) if not math.isnan(age) else ("age unknown", None,
+                                                                           None)
+    if group == "sex":
+        male = _get(x, "sex_male")
+        return ("male" if male == 1 else "female" if male == 0 else "sex unknown"), None, None
+    if group == "stay":
+        h = _get(x, "hours_since_icu_admission")
+        if math.isnan(h):
+            h = _get(x, "hours_since_hospital_admission")
+            return (f"{h:.0f} h since hospital admission" if not math.isnan(h)
+                    else "admission time unknown"), None, None
+        return f"{h:.0f} h since ICU admission", h, None
+    if group == "shock index":
+        si = _get(x, "shock_index")
+        if math.isnan(si):
+            return "shock index unknown (no HR or SBP)", None, None
+        return _with_arrow(f"shock index {si:.1f}", "up" if si >= 1.0 else None), si, (
+            "up" if si >= 1.0 else None)
+    return _measurement(group, x)
 
 
 def drivers(feature_names: tuple[str, ...], x: np.ndarray, contributions: np.ndarray,
             top: int = 3) -> list[Driver]:
-    """The top positive contributors of one row, largest first.
+    """What drives one row's risk, in a nurse's words: contributions summed per measurement
+    (every HR feature explains "HR"; SBP, DBP and MAP explain "BP"), the largest positive
+    ones first, each as its value and direction, a trend worth saying, or how long it has
+    not been measured ("no BP for 18 h"). Never a feature's name.
 
-    >>> names = ("RR_last", "SBP_last", "HR_last")
-    >>> [d.text for d in drivers(names, np.array([28., 92., 80.]), np.array([.15, .1, 0.]))]
-    ['RR 28 ↑', 'SBP 92 ↓']
+    >>> names = ("RR_last", "RR_hours_since", "SBP_last", "SBP_hours_since", "HR_last",
+    ...          "HR_hours_since", "DBP_last", "DBP_hours_since")
+    >>> x = np.array([28., 0.5, 92., 0.5, 80., 0.5, 55., 0.5])
+    >>> [d.text for d in drivers(names, x, np.array([.1, .05, .1, 0, 0, 0, .01, 0]))]
+    ['RR 28 ↑', 'BP 92/55 ↓']
     """
-    order = np.argsort(-contributions, kind="stable")[:top]
-    return [_driver(feature_names[j], float(x[j]), float(contributions[j]))
-            for j in order if contributions[j] > 0]
+    values = {n: float(v) for n, v in zip(feature_names, x)}
+    totals: dict[str, float] = {}
+    for name, c in zip(feature_names, contributions):
+        group = _group(name)
+        if group is not None and c == c:
+            totals[group] = totals.get(group, 0.0) + float(c)
+    ranked = sorted((g for g, c in totals.items() if c > 0), key=lambda g: -totals[g])[:top]
+    out = []
+    for group in ranked:
+        text, value, direction = _phrase(group, values)
+        out.append(Driver(group, text, value, totals[group], direction))
+    return out
 
 
 def summary(head: str, found: list[Driver]) -> str:
-    """``head`` (the kind's headline, e.g. "NEWS2 8") and the drivers."""
-    return f"{head}: {', '.join(d.text for d in found)}" if found else head
+    """``head`` (the kind's headline, e.g. "NEWS2 8") and the drivers, one per measurement
+    (a driver may say more than one thing: "HR 128 ↑, rising over 6 h")."""
+    return f"{head}: {'; '.join(d.text for d in found)}" if found else head
 
 
 def resolved(head: str, clear_after_ms: int) -> str:

@@ -67,9 +67,12 @@ def choose_levels(settings: VigilSettings, scorer: Scorer) -> Levels:
 def headline(scorer: str, risk: float, details: Mapping[str, float]) -> str:
     if scorer == "qsofa":
         return f"qSOFA {details['qsofa']:.0f}/3"
+    # the model's risk is the calibrated probability of the hour's PhysioNet 2019 label,
+    # which is 1 from 6 h before clinical onset (Reyna 2020): sepsis within 6 h
+    head = f"sepsis risk {risk:.0%} within 6 h"
     if "qsofa" in details and details["qsofa"] == details["qsofa"]:  # not NaN
-        return f"risk {risk:.0%} (qSOFA {details['qsofa']:.0f}/3)"
-    return f"risk {risk:.0%}"
+        return f"{head} (qSOFA {details['qsofa']:.0f}/3)"
+    return head
 
 
 KIND = AlertKind(
