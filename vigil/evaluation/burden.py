@@ -28,7 +28,7 @@ from vigil.wire.durations import HOUR_MS
 from vigil.wire.state import AlertTrack
 
 __all__ = ["Burden", "alert_burden", "burden_table", "levels_at", "levels_for_alert_rates",
-           "policy_timeline"]
+           "policy_states", "policy_timeline"]
 
 NO_ACKS = 10**15  # offline nobody acknowledges: keep unacknowledged escalation out
 
@@ -56,16 +56,34 @@ def policy_timeline(risk: np.ndarray, hours: np.ndarray, policy: Policy,
     >>> events.astype(int).tolist(), active.astype(int).tolist()
     ([1, 0, 0, 0, 0, 0, 1], [1, 1, 1, 1, 1, 0, 1])
     """
+    events, active, _ = policy_states(risk, hours, policy, rules)
+    return events, active
+
+
+def policy_states(risk: np.ndarray, hours: np.ndarray, policy: Policy,
+                  rules: Rules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`policy_timeline` plus the alert's severity at each hour ("" when none is
+    active): what the board shows, written to ``scores.csv.gz`` so the lifecycle's figures
+    can be recomputed without replaying it.
+
+    >>> p = Policy("sepsis", ((0.5, "medium"), (0.8, "high")))
+    >>> policy_states(np.array([.6, .9, .1]), np.arange(3.0), p,
+    ...               Rules(clear_after_ms=HOUR_MS, refractory_ms=0))[2].tolist()
+    ['medium', 'high', 'high']
+    """
     rules = Rules(rules.clear_after_ms, rules.refractory_ms, NO_ACKS)
     track = AlertTrack()
     events = np.zeros(len(risk), bool)
     active = np.zeros(len(risk), bool)
+    severity = np.full(len(risk), "", dtype=object)
     for i, (r, h) in enumerate(zip(risk, hours)):
         r = float(r)
         t = step(track, policy.severity(r), policy.below_clear(r), int(h * HOUR_MS), rules, r)
         events[i] = t is not None and t.state in ("raised", "escalated")
         active[i] = track.active
-    return events, active
+        if track.active:
+            severity[i] = track.severity
+    return events, active, severity
 
 
 def alert_burden(label: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],

@@ -15,7 +15,7 @@ from vigil.evaluation.metrics import (
 )
 from vigil.models.utility import normalized_utility
 
-__all__ = ["burden_plot", "patient_roc", "write_plots"]
+__all__ = ["burden_plot", "patient_roc", "pre_onset_plot", "write_plots"]
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -136,4 +136,50 @@ def burden_plot(path: Path, burden: dict[str, dict[str, dict]]) -> str:
     ax.set(ylabel="alerts per patient-day",
            title="Alert burden: raw threshold vs the alert lifecycle (held-out patients)")
     ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, Path(path))
+
+
+def pre_onset_plot(path: Path, section: dict, deployed: str) -> str:
+    """Before onset only: septic patients warned in the 12 h before onset against false
+    alerts per patient-day (each scorer at its threshold, and the deployed score and NEWS2
+    through the lifecycle), and the lead time of the deployed score's warnings."""
+    plt = _plt()
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    shown = [n for n in section["scorers"] if not n.startswith("online River, ")
+             and not n.endswith("own labels withheld")]
+    markers = "os^vD<>pPX*h"
+    for j, name in enumerate(shown):
+        m = section["scorers"][name]
+        x, yv = m["false_alerts_per_patient_day"], m["warned_share"]
+        if x is None or yv is None or not np.isfinite(x):
+            continue
+        ax.scatter([x], [yv], s=60 if name == deployed else 30, marker=markers[j % len(markers)],
+                   label=f"{name} (threshold)")
+    for name, edge in ((deployed, "k"), ("NEWS2>=5", "tab:blue"),
+                       ("deployed, event time", "tab:cyan")):
+        m = section["lifecycle"].get(name)
+        if m:
+            ax.scatter([m["false_alerts_per_patient_day"]], [m["warned_share"]], marker="s",
+                       s=55, facecolors="none", edgecolors=edge, linewidths=1.5,
+                       label=f"{name} (lifecycle)")
+    ax.set(xlabel="false alerts per patient-day before onset",
+           ylabel="septic patients warned in [onset - 12 h, onset)",
+           title="Before onset: warnings vs false alerts (alerts after onset warn of nothing)",
+           ylim=(0, 1.02))
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=6.5, loc="lower right")
+    counts = {f"{deployed}, lifecycle": section["lifecycle"].get(deployed, {}).get(
+        "lead_hours_counts"), deployed: section["scorers"][deployed]["lead_hours_counts"]}
+    if "gbm" in section["scorers"]:
+        counts["gbm"] = section["scorers"]["gbm"]["lead_hours_counts"]
+    width = 0.8 / len(counts)
+    for j, (name, c) in enumerate(counts.items()):
+        if not c:
+            continue
+        xs = np.arange(1, len(c) + 1) + (j - (len(counts) - 1) / 2) * width
+        hx.bar(xs, c, width, label=name)
+    hx.set(xlabel="hours of warning before onset (12: in alert when the window opens)",
+           ylabel="septic patients", title="Lead time before onset")
+    hx.title.set_fontsize(9)
+    hx.legend(fontsize=7, loc="upper left")
     return _save(fig, Path(path))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vigil.alerts.policy import Policy
 from vigil.evaluation.data import feature_table
 from vigil.evaluation.metrics import (
     alert_stats,
@@ -27,6 +28,19 @@ from vigil.evaluation.metrics import (
     episodes,
     patient_groups,
 )
+from vigil.evaluation.online_replay import (
+    replay_online,
+    replay_online_event_time,
+    replay_online_withheld,
+    stream_placement,
+)
+from vigil.evaluation.preonset import (
+    ONLINE_EVENT_TIME,
+    ONLINE_EVENT_TIME_WITHHELD,
+    ONLINE_WITHHELD,
+    pre_onset_report,
+)
+from vigil.evaluation.scores import write_scores
 from vigil.kinds.sepsis import shipped_model
 from vigil.models.artifact import ModelArtifact
 from vigil.models.clinical import (
@@ -43,7 +57,6 @@ from vigil.models.clinical import (
 )
 from vigil.models.deployed import DeployedSepsis
 from vigil.models.hybrid_scorer import HybridScorer
-from vigil.models.online import replay_online
 from vigil.settings import VigilSettings
 from vigil.stream.offline import FeatureTable
 
@@ -72,9 +85,17 @@ def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings,
                     model_dir: Path | None = None, *,
                     exclude_training: bool = False, progress: bool = True,
                     cache_dir: Path | None = Path(".vigil-cache"), limit: int | None = None,
-                    plots: bool = True) -> dict:
+                    plots: bool = True, bootstrap_resamples: int = 300,
+                    stagger_hours: float = 24.0) -> dict:
     """Every sepsis scorer on the PhysioNet 2019 stays of ``data``, hour by hour; thresholds
-    from the artifact (chosen on training patients), never from these patients."""
+    from the artifact (chosen on training patients), never from these patients.
+
+    Beside the all-hours figures, ``pre_onset`` judges what each score says before sepsis is
+    known (:mod:`vigil.evaluation.preonset`), splits the online model's gain by whose labels
+    it learned (:mod:`vigil.evaluation.online_replay`; ``stagger_hours`` places the stays
+    on the stream's timeline), with patient-level bootstrap intervals; ``scores.csv.gz``
+    holds every scored hour so each figure can be recomputed without Vigil.
+    """
     started = time.perf_counter()
     model_dir = Path(model_dir) if model_dir is not None else shipped_model()
     out = Path(out)
@@ -94,14 +115,27 @@ def evaluate_sepsis(data: Path, out: Path, settings: VigilSettings,
         name: best_threshold(y, risk, pat)[1] for name, (risk, _) in risks.items()
         if name.startswith(("hybrid", "gbm", "deployed"))}
     report["subgroups"] = _subgroups(table, patients, rows, y, pat, risks)
-    report["alert_burden"] = _burden(settings, y, table.hours[rows], groups, risks, deployed,
-                                     levels)
+    hours = table.hours[rows]
+    report["alert_burden"] = _burden(settings, y, hours, groups, risks, deployed, levels)
+    variants, replay_notes = _online_variants(table, rows, artifact, model_dir, settings,
+                                              risks, stagger_hours)
+    policies = _policies(settings, deployed, levels, variants)
+    lifecycle = {name: _lifecycle({**risks, **variants}[name][0], hours, groups, policy,
+                                  settings) for name, policy in policies.items()}
+    report["pre_onset"] = pre_onset_report(
+        y, hours, pat, risks, variants, {n: (e, a) for n, (e, a, _) in lifecycle.items()},
+        deployed=deployed, resamples=bootstrap_resamples)
+    report["pre_onset"]["online_learning"]["replays"] = replay_notes
+    report["scores_csv"] = write_scores(
+        out / "scores.csv.gz", table, rows, {**risks, **variants},
+        lifecycle[deployed][2] if deployed in lifecycle else None)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if plots:
-        from vigil.evaluation.plots import burden_plot, write_plots
+        from vigil.evaluation.plots import burden_plot, pre_onset_plot, write_plots
 
         report["plots"] = write_plots(out, y, pat, risks, deployed) + [
-            burden_plot(out / "alert_burden.png", report["alert_burden"])]
+            burden_plot(out / "alert_burden.png", report["alert_burden"]),
+            pre_onset_plot(out / "pre_onset.png", report["pre_onset"], deployed)]
     (out / "metrics.json").write_text(json.dumps(_clean(report), indent=1))
     return report
 
@@ -166,6 +200,87 @@ def _sepsis_risks(table: FeatureTable, rows: np.ndarray, artifact: ModelArtifact
     risks["deployed, no online learning"] = (
         combo.stack(p_hybrid, combo.online.predict(Z)), combo.levels[0][0])
     return risks, "deployed (hybrid + online)", tuple(combo.levels)
+
+
+def _online_variants(table: FeatureTable, rows: np.ndarray, artifact: ModelArtifact,
+                     model_dir: Path, settings: VigilSettings,
+                     risks: dict[str, tuple[np.ndarray, float]], stagger_hours: float
+                     ) -> tuple[dict[str, tuple[np.ndarray, float]], dict[str, str]]:
+    """The online model (and the deployed stack over it) replayed with other label flows.
+
+    Today's replay (patients one after another, a stay's own labels learned 6 h after each
+    hour) is ``risks["online River"]``; here the same warm start learns (a) with each
+    stay's own labels withheld until it ends, (b) in event time across the stays as the
+    stream's timeline overlaps them, one model per vitals partition, and (c) both. The gap
+    between today's replay and (a) is what it learned from the same patient; the gap
+    between (a) and no online learning is adaptation to the unit.
+    """
+    if not DeployedSepsis.present(model_dir):
+        return {}, {}
+    combo = DeployedSepsis.load(model_dir)
+    y, pat, hours = table.label[rows], table.patient[rows], table.hours[rows]
+    Z = artifact.normaliser.transform(table.X[rows])
+    p_hybrid = risks["hybrid-quantum"][0]
+    online_t = float(combo.metrics.get("online_threshold", np.nan))
+    admit, partition = stream_placement(table.source_ids, table.datasets,
+                                        settings.pseudonym_key.get_secret_value(),
+                                        stagger_hours=stagger_hours,
+                                        partitions=settings.partitions)
+    replays = {
+        ONLINE_WITHHELD: replay_online_withheld(combo.online, Z, y, pat),
+        ONLINE_EVENT_TIME: replay_online_event_time(combo.online, Z, y, pat, hours, admit,
+                                                    partition=partition),
+        ONLINE_EVENT_TIME_WITHHELD: replay_online_event_time(
+            combo.online, Z, y, pat, hours, admit, partition=partition, withhold_own=True),
+    }
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    for mode, p_online in replays.items():
+        out[f"online River, {mode}"] = (p_online, online_t)
+        out[f"deployed, {mode}"] = (combo.stack(p_hybrid, p_online), combo.levels[0][0])
+    notes = {
+        "today": "patients one after another; each hour's label learned 6 h after the hour, "
+                 "the rest at the end of the stay (vigil.models.online.replay_online)",
+        ONLINE_WITHHELD: "patients one after another; a stay's own labels learned only after "
+                         "its last hour: it learns from other patients only",
+        ONLINE_EVENT_TIME: f"stays interleaved in event time (Timeline admission stagger "
+                           f"{stagger_hours:g} h), one model per vitals partition "
+                           f"({settings.partitions}), each label learned when the replay's "
+                           "labels topic delivers it (negative hours 6 h later, positive "
+                           "hours at onset, never after the stay's end)",
+        ONLINE_EVENT_TIME_WITHHELD: "as event time, with a stay's own labels learned only "
+                                    "after its last hour",
+    }
+    return out, notes
+
+
+def _policies(settings: VigilSettings, deployed: str, levels: tuple[tuple[float, str], ...],
+              variants: dict) -> dict[str, Policy]:
+    """Alert policies replayed through the lifecycle for the pre-onset figures: the deployed
+    score and its online-learning variants with the deployed levels (what nurses would be
+    paged by under each label flow), NEWS2 >= 5 with its published levels."""
+    ratio = settings.alert_clear_ratio
+    names = [deployed]
+    if variants:
+        names += ["deployed, no online learning", *(n for n in variants if n.startswith("deployed"))]
+    out = {n: Policy("sepsis", tuple(levels), clear_ratio=ratio) for n in names}
+    out["NEWS2>=5"] = Policy("sepsis", ((NEWS2_URGENT / NEWS2_MAX, "medium"),
+                                        (NEWS2_EMERGENCY / NEWS2_MAX, "high")), clear_ratio=ratio)
+    return out
+
+
+def _lifecycle(risk: np.ndarray, hours: np.ndarray, groups: list[np.ndarray], policy: Policy,
+               settings: VigilSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(alert pages, active, severity) per row: the stream's lifecycle over each patient."""
+    from vigil.evaluation.burden import policy_states
+    from vigil.kinds import rules_from as alert_rules
+
+    rules = alert_rules(settings)
+    events = np.zeros(len(risk), bool)
+    active = np.zeros(len(risk), bool)
+    severity = np.full(len(risk), "", dtype=object)
+    for g in groups:
+        events[g], active[g], severity[g] = policy_states(risk[g], hours[g], policy, rules)
+    return events, active, severity
 
 
 def _hourly_scorers(y: np.ndarray, pat: np.ndarray, groups: list[np.ndarray],
