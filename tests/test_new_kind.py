@@ -62,7 +62,8 @@ def test_a_kind_defined_in_test_code_is_scored_alerted_explained_and_counted(
                                                                        "high")]
         alert = arrest[0]
         assert alert.summary.startswith("toy arrest risk 90%"), alert.summary
-        assert [d.text for d in alert.reasons] == ["HR 150 ↑"]
+        assert [d.feature for d in alert.reasons] == ["HR"]
+        assert alert.reasons[0].text.startswith("HR 150 ↑"), alert.reasons[0].text
         assert alert.scorer == "toy-hr" and alert.threshold == 0.8
         text = worker.metrics_text()
         assert metric(text, "vigil_alerts_total", kind="arrest", severity="high",
