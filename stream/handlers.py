@@ -48,18 +48,27 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class VitalsHandler:
+class _Handler:
+    """What every handler works with: settings, the processor, the patients table, the
+    output publisher and the worker's metrics."""
+
+    def __init__(self, settings: VigilSettings, processor: Processor, store: PatientStore,
+                 publisher: OutputPublisher, metrics: Metrics) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.store = store
+        self.publisher = publisher
+        self.metrics = metrics
+
+
+class VitalsHandler(_Handler):
     """Vitals micro-batches: fill gaps faust left, process, publish, store progress."""
 
     def __init__(self, settings: VigilSettings, processor: Processor, store: PatientStore,
                  publisher: OutputPublisher, gaps: GapFiller, metrics: Metrics,
                  ack_filled: Callable[[int, list[int]], Awaitable[None]]) -> None:
-        self.settings = settings
-        self.processor = processor
-        self.store = store
-        self.publisher = publisher
+        super().__init__(settings, processor, store, publisher, metrics)
         self.gaps = gaps
-        self.metrics = metrics
         self.ack_filled = ack_filled  # tells faust that fetched offsets are done
 
     async def __call__(self, events: list) -> None:  # type: ignore[type-arg]
@@ -114,18 +123,14 @@ class VitalsHandler:
         return changes
 
 
-class LabelsHandler:
+class LabelsHandler(_Handler):
     """Delayed outcome labels: every model that learns them does, and the models that
     learned are stored before the batch is acked."""
 
     def __init__(self, settings: VigilSettings, processor: Processor, store: PatientStore,
                  publisher: OutputPublisher, metrics: Metrics, *,
                  catch_up_s: float = 10.0) -> None:
-        self.settings = settings
-        self.processor = processor
-        self.store = store
-        self.publisher = publisher
-        self.metrics = metrics
+        super().__init__(settings, processor, store, publisher, metrics)
         self.catch_up_s = catch_up_s
 
     async def __call__(self, events: list) -> None:  # type: ignore[type-arg]
@@ -176,17 +181,9 @@ class LabelsHandler:
             await asyncio.sleep(0.05)
 
 
-class AcksHandler:
+class AcksHandler(_Handler):
     """Nurses' acknowledgements: stop the escalation, announce it on the alerts topic,
     and store the patient's state before the batch is acked."""
-
-    def __init__(self, settings: VigilSettings, processor: Processor, store: PatientStore,
-                 publisher: OutputPublisher, metrics: Metrics) -> None:
-        self.settings = settings
-        self.processor = processor
-        self.store = store
-        self.publisher = publisher
-        self.metrics = metrics
 
     async def __call__(self, events: list) -> None:  # type: ignore[type-arg]
         async with self.store.lock:
@@ -217,18 +214,10 @@ class AcksHandler:
             await self.store.store(changes)
 
 
-class Sweeper:
+class Sweeper(_Handler):
     """By the wall clock: escalate unacknowledged alerts of live feeds that went quiet (see
     ``Processor.sweep``) and remove patients idle past their TTL; events first, then the
     changed states, as for a batch."""
-
-    def __init__(self, settings: VigilSettings, processor: Processor, store: PatientStore,
-                 publisher: OutputPublisher, metrics: Metrics) -> None:
-        self.settings = settings
-        self.processor = processor
-        self.store = store
-        self.publisher = publisher
-        self.metrics = metrics
 
     async def sweep(self, owned: set[int], now_ms: int | None = None) -> None:
         """Sweep the patients of the vitals partitions in ``owned``."""

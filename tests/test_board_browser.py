@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +41,8 @@ from vigil.settings import VigilSettings
 from vigil.stream.topics import ensure_topics
 from vigil.wire.records import ACK_DECODER, AckEvent, AlertEvent, Driver, encode
 
+from .waiting import wait_until
+
 pytestmark = pytest.mark.broker
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,17 +52,6 @@ DOCS_SIGNIN_PNG = DOCS_PNG.with_name("board-signin.png")
 PASSWORDS = {"charge": "charge-nurse-night", "rn.micu": "micu-bed-four-ok",
              "screen.micu": "micu-wall-screen"}
 TIMEOUT_S = 20.0
-
-
-def wait_until(check: Callable[[], object], timeout_s: float, why: Callable[[], str]) -> object:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(why())
 
 
 @pytest.fixture

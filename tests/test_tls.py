@@ -24,11 +24,11 @@ import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
@@ -42,20 +42,10 @@ from vigil.runtime import BoardProcess, OutputCollector, WorkerProcess, stop_pro
 from vigil.settings import VigilSettings
 from vigil.stream.topics import ensure_topics
 
+from .waiting import wait_until
+
 pytestmark = pytest.mark.broker
 
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T | None], timeout_s: float, what: Callable[[], str]) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what()`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(what())
 
 
 def openssl(*args: str, cwd: Path) -> None:
