@@ -40,6 +40,9 @@ class Context:
     groups: np.ndarray | None = None
     read: Callable[[bytes], bytes | None] | None = None
     details: Mapping[str, np.ndarray] | None = None
+    #: rows after the first ``real`` are padding (the fixed batch shape): a scorer whose
+    #: cost is per row (the online model) may skip them; their risks are never used
+    real: int | None = None
 
     def rows(self, sl: slice) -> Context:
         return Context(None if self.groups is None else self.groups[sl], self.read,
@@ -163,4 +166,4 @@ def _pad(ctx: Context, n: int) -> Context:
     if details is not None:
         details = {k: (v if len(v) >= n else np.r_[v, np.full(n - len(v), np.nan)])
                    for k, v in details.items()}
-    return Context(groups, ctx.read, details)
+    return Context(groups, ctx.read, details, real=m)

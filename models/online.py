@@ -148,11 +148,12 @@ class OnlineScorer:
         return self.model(group, read(self.state_key(group)) if read is not None else None)
 
     def score_batch(self, X: np.ndarray, context: Context | None = None) -> Assessment:
-        Z = self.normaliser.transform(X)
-        groups = (context.groups if context is not None and context.groups is not None
-                  else np.zeros(len(X), int))
+        n = context.real if context is not None and context.real is not None else len(X)
+        Z = self.normaliser.transform(X[:n])
+        groups = (context.groups[:n] if context is not None and context.groups is not None
+                  else np.zeros(n, int))
         read = context.read if context is not None else None
-        risk = np.empty(len(X))
+        risk = np.full(len(X), np.nan)  # padding rows stay NaN: River predicts row by row
         for g in np.unique(groups):
             idx = np.flatnonzero(groups == g)
             risk[idx] = self._model_for(int(g), read).predict(Z[idx])
