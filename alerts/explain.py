@@ -13,6 +13,7 @@ and bilirubin <= 1.2 mg/dL (the SOFA zero-point bands, Vincent 1996).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -155,18 +156,53 @@ def drivers(feature_names: tuple[str, ...], x: np.ndarray, contributions: np.nda
     >>> [d.text for d in drivers(names, x, np.array([.1, .05, .1, 0, 0, 0, .01, 0]))]
     ['RR 28 ↑', 'BP 92/55 ↓']
     """
-    values = {n: float(v) for n, v in zip(feature_names, x)}
-    totals: dict[str, float] = {}
-    for name, c in zip(feature_names, contributions):
-        group = _group(name)
-        if group is not None and c == c:
-            totals[group] = totals.get(group, 0.0) + float(c)
-    ranked = sorted((g for g, c in totals.items() if c > 0), key=lambda g: -totals[g])[:top]
+    groups, index = _groups_of(tuple(feature_names))
+    c = np.asarray(contributions, np.float64)
+    keep = (index >= 0) & ~np.isnan(c)
+    totals = np.bincount(index[keep], weights=c[keep], minlength=len(groups))
+    order = [g for g in np.argsort(-totals, kind="stable")[:top] if totals[g] > 0]
+    values = _RowValues(feature_names, x)
     out = []
-    for group in ranked:
-        text, value, direction = _phrase(group, values)
-        out.append(Driver(group, text, value, totals[group], direction))
+    for g in order:
+        text, value, direction = _phrase(groups[g], values)
+        out.append(Driver(groups[g], text, value, float(totals[g]), direction))
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _groups_of(feature_names: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """Each feature's measurement group as an index (-1: none), computed once per schema:
+    alerts are explained on the hot path."""
+    groups: list[str] = []
+    index = np.full(len(feature_names), -1, np.intp)
+    for j, name in enumerate(feature_names):
+        group = _group(name)
+        if group is not None:
+            if group not in groups:
+                groups.append(group)
+            index[j] = groups.index(group)
+    return groups, index
+
+
+class _RowValues(dict):
+    """One row's values by feature name, read only for the few features a phrase needs."""
+
+    def __init__(self, feature_names: tuple[str, ...], x: np.ndarray) -> None:
+        super().__init__()
+        self._pos = _positions(tuple(feature_names))
+        self._x = x
+
+    def get(self, name: str, default: float = float("nan")) -> float:  # type: ignore[override]
+        j = self._pos.get(name)
+        return default if j is None else float(self._x[j])
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._pos)
+
+
+@functools.lru_cache(maxsize=8)
+def _positions(feature_names: tuple[str, ...]) -> dict[str, int]:
+    return {n: j for j, n in enumerate(feature_names)}
 
 
 def summary(head: str, found: list[Driver]) -> str:
