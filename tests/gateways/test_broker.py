@@ -81,7 +81,7 @@ def test_hl7_messages_on_the_vitals_and_dlq_topics(broker_settings: VigilSetting
     dlq = [DLQ_DECODER.decode(v) for v in consume(s, s.topic_dlq, 3)]
     reasons = sorted(d.dlq_id for d in dlq)
     assert reasons == ["hl7:ADT1", "hl7:M2:observations", "hl7:M3:observations"]
-    assert {d.reason for d in dlq} == {"implausible", "schema"}
+    assert {d.reason for d in dlq} == {"implausible", "unsupported_message", "result_status"}
     for raw in vitals + consume(s, s.topic_dlq, 3):
         for secret in SECRETS:
             assert secret.encode() not in raw

@@ -19,18 +19,23 @@ from typing import Literal
 from vigil.settings import VigilSettings
 from vigil.stream.pseudonym import pseudonymize
 from vigil.stream.validation import Refused, check
-from vigil.wire.records import DeadLetter, Observation, Rejection, VitalsRecord, encode
+from vigil.wire.records import (
+    REJECTION_REASONS,
+    DeadLetter,
+    Observation,
+    Rejection,
+    VitalsRecord,
+    encode,
+)
 
 __all__ = ["Issue", "Door", "WIRE_REASONS", "to_rejection", "dead_letter", "short_id",
            "MAX_DLQ_PAYLOAD"]
 
 Severity = Literal["E", "W", "I"]
 
-# reasons a vigil.wire.records.Rejection can carry; a gateway-only reason (result_status,
-# not_numeric, bad_time, unsupported_message, unparsable, no_patient, too_large, ...) is
-# dead-lettered as "schema" with the gateway reason at the start of its detail.
-WIRE_REASONS = frozenset({"schema", "unknown_code", "unknown_unit", "implausible", "not_finite",
-                          "future", "implausible_time", "internal_error"})
+# reasons a vigil.wire.records.Rejection can carry (the gateways' own are among them); an
+# issue with any other reason is dead-lettered as "schema", its reason first in the detail
+WIRE_REASONS = REJECTION_REASONS
 
 MAX_DLQ_PAYLOAD = 256 * 1024  # characters kept of a refused payload (Kafka's 1 MB default)
 

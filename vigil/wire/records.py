@@ -158,6 +158,17 @@ RejectionReason = Literal[
     "key_mismatch",
     "unknown_alert",
     "internal_error",
+    # what only the HL7 v2 / FHIR gateways refuse (vigil.gateways; README "Bedside monitors")
+    "result_status",  # OBX-11 / Observation.status says the value must not be used (X, D, W)
+    "not_numeric",  # a value type or value Vigil cannot read as a number
+    "bad_time",  # an HL7 DTM / FHIR time that cannot be read, or coarser than minutes
+    "unsupported_message",  # not ORU^R01 (ADT ...), or an HL7 version Vigil does not read
+    "not_supported",  # a FHIR resource or coding that is not a vital sign Vigil uses
+    "invalid",  # a FHIR resource that fails its R4B model
+    "no_patient",  # no PID-3 / Observation.subject to key the patient by
+    "unparsable",  # not an HL7 v2 message at all
+    "too_large",  # over VIGIL_GATEWAY_MAX_MESSAGE_BYTES
+    "broker_unavailable",  # Kafka did not acknowledge in time: nothing stored, resend
 ]
 REJECTION_REASONS: frozenset[str] = frozenset(get_args(RejectionReason))
 """Every machine-readable reason a dead letter can carry (README, "Validation at the door")."""
