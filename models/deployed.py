@@ -167,10 +167,16 @@ class StackedScorer:
         writes them); the online model reads the hybrid's normalised inputs."""
         from vigil.models.hybrid_scorer import HybridScorer
 
-        fixed = HybridScorer.load(directory, feature_names)
+        return cls.around(HybridScorer.load(directory, feature_names), directory)
+
+    @classmethod
+    def around(cls, fixed: Scorer, directory: Path) -> StackedScorer:
+        """``fixed`` (a loaded hybrid) stacked with the deployed stack stored beside it; the
+        online model learns the kind's own labels from the hybrid's normalised inputs."""
         deployed = DeployedStack.load(directory)
-        return cls(fixed, OnlineScorer(deployed.online, fixed.norm, target=fixed.target,
-                                       learns_from=fixed.target), deployed)
+        online = OnlineScorer(deployed.online, fixed.norm,  # type: ignore[attr-defined]
+                              target=fixed.target, learns_from=fixed.target)
+        return cls(fixed, online, deployed)
 
     def levels_for_rate(self, target: float) -> tuple[tuple[float, str], ...]:
         return self.deployed.levels_for_rate(target)

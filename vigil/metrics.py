@@ -8,9 +8,11 @@ unit at most): a patient id or pseudonym is never a label.
 from __future__ import annotations
 
 import threading
+import time
 import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import (
@@ -226,9 +228,6 @@ class Metrics:
 
     def observe_batch(self, res: Any, n: int, started: float) -> None:
         """Everything one processed vitals batch (a processor BatchResult) adds."""
-        import time
-        from datetime import UTC, datetime
-
         self.batch_records.observe(n)
         self.scored_rows.observe(res.scored_rows)
         self.observe_units(res.scores, res.states, time.time())

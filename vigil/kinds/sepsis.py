@@ -38,17 +38,13 @@ def build(settings: VigilSettings, feature_names: tuple[str, ...]) -> Scorer:
         return QsofaScorer(feature_names)
     from vigil.models.deployed import DeployedStack, StackedScorer
     from vigil.models.hybrid_scorer import HybridScorer
-    from vigil.models.online import OnlineScorer
 
     path = model_path(settings)
     hybrid = HybridScorer.load(path, feature_names, settings.window_lengths_s,
                                settings.allowed_lateness_s)
     if not (settings.sepsis_online and DeployedStack.present(path)):
         return hybrid
-    deployed = DeployedStack.load(path)
-    online = OnlineScorer(deployed.online, hybrid.norm, target="sepsis", learns_from="sepsis",
-                          state_prefix=b"#online/")
-    return StackedScorer(hybrid, online, deployed)
+    return StackedScorer.around(hybrid, path)
 
 
 def choose_levels(settings: VigilSettings, scorer: Scorer) -> Levels:
