@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,21 @@ from vigil.models.preprocess import Normaliser
 __all__ = ["ModelArtifact", "ArtifactMismatch", "FORMAT"]
 
 FORMAT = "vigil-model/1"
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` with fixed zip time stamps: the same arrays, the same bytes
+    (numpy stamps each member with the current time)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())
 
 
 class ArtifactMismatch(ValueError):
@@ -65,7 +79,10 @@ class ModelArtifact:
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     training_patients: list[str] = field(default_factory=list)
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    #: when it was trained; "" for artifacts written by `vigil train`, which record no
+    #: wall-clock time so that the same data and seed give the same bytes (the training
+    #: report holds the date and timings)
+    created: str = ""
     version: str = ""
 
     def params_digest(self) -> str:
@@ -78,15 +95,16 @@ class ModelArtifact:
     def save(self, directory: Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.version = self.version or f"{self.created[:10]}-{self.params_digest()}"
+        self.version = self.version or (f"{self.created[:10]}-{self.params_digest()}"
+                                        if self.created else self.params_digest())
         arrays = {f"params/{k}": v for k, v in _flatten(self.params).items()}
         arrays.update(self.normaliser.to_arrays("normaliser/"))
-        np.savez_compressed(directory / "params.npz", **arrays)
+        save_npz(directory / "params.npz", arrays)
         meta = {
             "format": FORMAT,
             "name": self.name,
             "version": self.version,
-            "created": self.created,
+            **({"created": self.created} if self.created else {}),
             "target": self.target,
             "feature_names": list(self.feature_names),
             "windows": {"lengths_s": list(self.window_lengths_s),
@@ -128,7 +146,7 @@ class ModelArtifact:
             metrics=meta.get("metrics", {}),
             training=meta.get("training", {}),
             training_patients=meta.get("training_patients", []),
-            created=meta["created"],
+            created=meta.get("created", ""),
             version=meta["version"],
         )
 

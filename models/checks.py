@@ -68,15 +68,24 @@ def check_attributions_add_up(scorer: Scorer, X: np.ndarray) -> None:
         return
     ref = scorer.reference_row()  # type: ignore[attr-defined]
     full = np.where(np.isnan(X), ref, X)  # no missingness: the indicators stay at zero
-    near = ref + 0.001 * (full - ref)  # first order holds close to the reference
-    rows = np.vstack([near, ref[None, :]])
-    risk = explained(rows)
-    delta = risk[:-1] - risk[-1]
-    total = scorer.attribute(rows)[:-1].sum(axis=1)
-    scale = np.abs(delta).max()
-    assert scale > 0, f"{scorer.name}: the risk does not move near its reference row"
-    err = np.abs(total - delta).max() / scale
-    assert err < 0.1, f"{scorer.name}: attributions miss the risk change by {err:.0%}"
+    errors = []
+    # first order holds close to the reference; how close depends on the model's curvature
+    # and on inputs clipped after standardising (a nearly constant training feature makes
+    # even a small step in its units a large one), so the check tries ever closer rows: a
+    # wrong attribution (say, twice the gradient) misses at every distance
+    for eps in (1e-3, 1e-4, 1e-5):
+        near = ref + eps * (full - ref)
+        rows = np.vstack([near, ref[None, :]])
+        risk = explained(rows)
+        delta = risk[:-1] - risk[-1]
+        total = scorer.attribute(rows)[:-1].sum(axis=1)
+        scale = np.abs(delta).max()
+        assert scale > 0, f"{scorer.name}: the risk does not move near its reference row"
+        errors.append(np.abs(total - delta).max() / scale)
+        if errors[-1] < 0.1:
+            return
+    raise AssertionError(f"{scorer.name}: attributions miss the risk change by "
+                         f"{min(errors):.0%} even next to the reference row")
 
 
 def check_round_trip(scorer: Scorer, X: np.ndarray) -> None:

@@ -7,11 +7,15 @@ the hybrid quantum model next to it, trained on the same patients.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["GbmModel", "train_gbm", "GBM_PARAMS"]
+from vigil.models.base import Assessment, Context
+
+__all__ = ["GbmModel", "GbmScorer", "train_gbm", "GBM_PARAMS"]
 
 GBM_PARAMS = {
     "objective": "binary",
@@ -51,3 +55,78 @@ def train_gbm(X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray
     booster = lgb.train(params, train, max_rounds, valid_sets=[val],
                         callbacks=[lgb.early_stopping(50, verbose=False)])
     return GbmModel(booster, booster.best_iteration)
+
+
+class GbmScorer:
+    """A trained LightGBM model behind the scorer interface (a member of a deployed stack).
+
+    Its contributions are TreeSHAP values, exact in log-odds; scaled into probability they
+    add up to the risk's departure from the model's base rate (``explained_risk``), which
+    is what an additive explanation of a tree ensemble can promise.
+    """
+
+    floor_flag = None
+    attribution = "additive"
+
+    def __init__(self, booster: object, feature_names: tuple[str, ...], target: str,
+                 levels: tuple[tuple[float, str], ...] = ((0.5, "medium"),),
+                 name: str = "gbm") -> None:
+        self.booster = booster
+        self.feature_names = tuple(feature_names)
+        n_model = booster.num_feature()  # type: ignore[attr-defined]
+        if n_model != len(self.feature_names):
+            raise ValueError(f"LightGBM model has {n_model} features, the stream "
+                             f"{len(self.feature_names)}")
+        self.target = target
+        self.levels = levels
+        self.name = name
+
+    @classmethod
+    def load_file(cls, path: Path, feature_names: tuple[str, ...], target: str) -> GbmScorer:
+        import lightgbm as lgb
+
+        return cls(lgb.Booster(model_file=str(path)), feature_names, target)
+
+    def save_file(self, path: Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(path))  # type: ignore[attr-defined]
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        self.save_file(directory / "gbm.txt")
+        (directory / "gbm-scorer.json").write_text(json.dumps(
+            {"target": self.target, "name": self.name,
+             "levels": [list(lv) for lv in self.levels]}))
+
+    @classmethod
+    def load(cls, directory: Path, feature_names: tuple[str, ...]) -> GbmScorer:
+        meta = json.loads((Path(directory) / "gbm-scorer.json").read_text())
+        s = cls.load_file(Path(directory) / "gbm.txt", feature_names, meta["target"])
+        s.name = meta["name"]
+        s.levels = tuple((float(t), str(v)) for t, v in meta["levels"])
+        return s
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(X, raw_score=True), np.float64)  # type: ignore[attr-defined]
+
+    def score_batch(self, X: np.ndarray, context: Context | None = None) -> Assessment:
+        risk = 1.0 / (1.0 + np.exp(-self._raw(X)))
+        return Assessment(risk, None, {f"{self.target}_gbm_risk": risk})
+
+    def _base(self, X: np.ndarray) -> np.ndarray:
+        c = self.booster.predict(X[:1], pred_contrib=True)  # type: ignore[attr-defined]
+        return float(c[0, -1])  # the expected raw score (the same for every row)
+
+    def explained_risk(self, X: np.ndarray) -> np.ndarray:
+        """The risk minus the base rate's: what the contributions share out."""
+        base = 1.0 / (1.0 + np.exp(-self._base(X)))
+        return self.score_batch(X).risk - base
+
+    def attribute(self, X: np.ndarray) -> np.ndarray:
+        c = np.asarray(self.booster.predict(X, pred_contrib=True), np.float64)  # type: ignore[attr-defined]
+        shap, base = c[:, :-1], c[:, -1]
+        raw = shap.sum(axis=1) + base
+        dp = 1.0 / (1.0 + np.exp(-raw)) - 1.0 / (1.0 + np.exp(-base))
+        dz = raw - base
+        scale = np.divide(dp, dz, out=np.zeros_like(dp), where=np.abs(dz) > 1e-12)
+        return shap * scale[:, None]

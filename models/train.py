@@ -68,8 +68,10 @@ def _jitted_logits(spec: HybridSpec) -> Callable:
 
 def fit_hybrid(spec: HybridSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray,
                validate: Callable[[np.ndarray], float], config: TrainConfig | None = None,
-               progress: bool = True, label: str = "hybrid") -> TrainResult:
-    """Train on (X, y); ``validate(logits_of_X_val) -> utility`` picks the best epoch."""
+               progress: bool = True, label: str = "hybrid", metric: str = "utility"
+               ) -> TrainResult:
+    """Train on (X, y); ``validate(logits_of_X_val) -> score`` (the ``metric``: utility,
+    AUROC) picks the best epoch."""
     config = config or TrainConfig()
     logits_fn = make_logit_fn(spec)
     n_pos = max(1, int(y.sum()))
@@ -113,9 +115,9 @@ def fit_hybrid(spec: HybridSpec, X: np.ndarray, y: np.ndarray, X_val: np.ndarray
             bar.advance()
         u = validate(predict_logits(spec, params, X_val))
         result.history.append({"epoch": epoch, "loss": float(np.mean(losses)),
-                               "val_utility": u, "seconds": time.perf_counter() - start})
+                               f"val_{metric}": u, "seconds": time.perf_counter() - start})
         bar.print(f"{label} epoch {epoch}: loss {np.mean(losses):.4f}, "
-                  f"validation utility {u:.3f}")
+                  f"validation {metric} {u:.3f}")
         if u > best_u:
             best_u, result.params, result.best_epoch, stale = u, params, epoch, 0
         else:

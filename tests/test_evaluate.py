@@ -128,18 +128,39 @@ def _check_scores_csv(path, saved: dict, sample) -> None:  # type: ignore[no-unt
 
 def test_deterioration_is_evaluated_on_2012_against_death_said_to_be_a_proxy(sample_2012,
                                                                              tmp_path):
-    from vigil.evaluation.run import evaluate_deterioration
+    from vigil.evaluation.deterioration import DEPLOYED, HORIZONS_H, evaluate_deterioration
 
     report = evaluate_deterioration(sample_2012, tmp_path, VigilSettings(), progress=False,
-                                    cache_dir=None)
+                                    cache_dir=None, bootstrap_resamples=20)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["patients"] == 12 and saved["deaths"] == 6
     assert saved["label"] == "in-hospital death" and "proxy" in saved["notes"][0]
-    deployed = saved["scorers"][saved["deployed"]]
-    assert {"auroc", "auprc", "sensitivity", "flagged_survivors",
-            "alerts_per_patient_day"} <= set(deployed)
-    assert 0 <= deployed["sensitivity"] <= 1 and 0 <= deployed["flagged_survivors"] <= 1
-    assert (tmp_path / report["plots"][0]).exists()
+    assert saved["deployed"] == DEPLOYED
+    for name in (DEPLOYED, "gbm", "hybrid-quantum", "hybrid-classical", "online River",
+                 "NEWS2>=7 or red (rule)", "NEWS2>=5"):
+        m = saved["scorers"][name]
+        assert {f"auroc_{h:g}h" for h in HORIZONS_H} | {"auroc", "auprc"} <= set(m), name
+    for name in (DEPLOYED, "NEWS2>=5", "NEWS2>=7 or red (rule)"):
+        m = saved["scorers"][name]
+        assert 0 <= m["deaths_flagged"] <= 1 and 0 <= m["survivors_flagged"] <= 1
+        assert m["alerts_per_patient_day"] >= 0
+    # the deployed score's interval holds its own figure; the circuit's ablation is paired
+    lo, hi = saved["bootstrap"]["auroc"][DEPLOYED]
+    assert lo <= saved["scorers"][DEPLOYED]["auroc"] <= hi
+    assert "hybrid-classical" in saved["bootstrap"]["auroc_minus_deployed"]
+    for png in report["plots"]:
+        assert (tmp_path / png).stat().st_size > 5_000
+    # scores.csv.gz recomputes the stay AUROC of the highest deployed score
+    with gzip.open(tmp_path / "scores.csv.gz", "rt") as f:
+        rows = list(csv.DictReader(f))
+    top: dict[str, float] = {}
+    died: dict[str, int] = {}
+    for r in rows:
+        top[r["patient_id"]] = max(top.get(r["patient_id"], 0.0), float(r[DEPLOYED]))
+        died[r["patient_id"]] = int(r["label"])
+    ids = sorted(top)
+    assert abs(auroc(np.array([died[i] for i in ids]), np.array([top[i] for i in ids]))
+               - saved["scorers"][DEPLOYED]["auroc"]) < 1e-4
 
 
 def test_evaluate_command_runs_each_data_set_it_finds(tmp_path):

@@ -147,23 +147,31 @@ def demo(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option(help="PhysioNet 2019 folder or .tar.gz (training set A).")],
-    out: Annotated[Path, typer.Option(help="Artifact directory to write.")] = Path("artifacts/sepsis-hybrid-qnn"),
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation utility).")] = 6,
+    data: Annotated[Path, typer.Option(help="The kind's data set, folder or .tar.gz (sepsis: PhysioNet 2019 set A; deterioration: PhysioNet 2012 set A).")],
+    kind: Annotated[str, typer.Option(help="Alert kind to train: sepsis or deterioration.")] = "sepsis",
+    out: Annotated[Path | None, typer.Option(help="Artifact directory to write (default: artifacts/<kind's artifact>).")] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation).")] = 6,
     patients: Annotated[int | None, typer.Option(help="Use only the first N patients (quick runs).")] = None,
     seed: Annotated[int, typer.Option(help="Split and initialisation seed.")] = 42,
     comparators: Annotated[bool, typer.Option(help="Also train the classical ablation and LightGBM.")] = True,
 ) -> None:
-    """Train the hybrid quantum sepsis model (and its comparators); write a versioned artifact."""
-    from vigil.evaluation.training import run_training
+    """Train a kind's hybrid quantum model, its comparators and its deployed stack; write a
+    versioned artifact (the same data and seed give the same artifact, bit for bit)."""
+    from vigil.evaluation.training import recipe, run_training
     from vigil.models.train import TrainConfig
 
     _logging("warning")
-    report = run_training(data, out, _settings(), config=TrainConfig(epochs=epochs, seed=seed),
-                          limit=patients, with_comparators=comparators)
+    try:
+        training = recipe(kind)
+        target = out or Path("artifacts") / training.artifact
+        report = run_training(data, target, _settings(), kind=kind,
+                              config=TrainConfig(epochs=epochs, seed=seed), limit=patients,
+                              with_comparators=comparators)
+    except (KeyError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
     summary = {name: {k: m[k] for k in ("test_auroc", "test_auprc") if k in m}
                for name, m in report["models"].items()}
-    typer.echo(json.dumps({"artifact": report["artifact"], "models": summary,
+    typer.echo(json.dumps({"kind": kind, "artifact": report["artifact"], "models": summary,
                            "seconds": report["seconds"]}))
 
 

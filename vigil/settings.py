@@ -166,6 +166,16 @@ class VigilSettings(BaseSettings):
         description="Stack the model with its online River model that learns from labels.")
     sepsis_model_path: str | None = Field(
         default=None, description="Artifact directory; unset: the artifact shipped with Vigil.")
+    deterioration_scorer: Literal["model", "news2"] = Field(
+        default="model",
+        description="model: the trained deterioration artifact (in-hospital death, a proxy), "
+                    "NEWS2 when none is found; news2: the published NEWS2 rule.")
+    deterioration_online: bool = Field(
+        default=True,
+        description="Stack the deterioration model with its online River model (learns from "
+                    "the outcome labels of finished stays).")
+    deterioration_model_path: str | None = Field(
+        default=None, description="Deterioration artifact directory; unset: the shipped one.")
 
     # --- alerting -----------------------------------------------------------------------
     sepsis_levels: tuple[tuple[float, str], ...] | None = Field(
@@ -177,6 +187,10 @@ class VigilSettings(BaseSettings):
         description="Use the artifact's levels chosen on training patients for this alert rate "
                     "(per patient-day, after the lifecycle); unset: the utility-optimal levels.")
     deterioration_levels: tuple[tuple[float, str], ...] | None = None
+    deterioration_alerts_per_patient_day: float | None = Field(
+        default=None, gt=0,
+        description="Use the deterioration artifact's levels for this alert rate (per "
+                    "patient-day, after the lifecycle); unset: the artifact's default.")
     alert_levels: dict[str, tuple[tuple[float, str], ...]] = Field(
         default_factory=dict,
         description='(risk threshold, severity) pairs by kind name, as JSON, e.g. '

@@ -88,6 +88,9 @@ def parse_record(source_id: str, text: str, death: int | None = None) -> Stay:
         unmapped=unmapped,
     )
     if death is not None:
-        end = max(stay.end_hours, RECORD_HOURS)
-        stay.labels.append(Label("death", end, death, end))
+        # the outcome describes the stay as last charted (the hour a worker can featurize:
+        # a label ahead of the patient's vitals cannot be learned) and is known once the
+        # 48 h record closes
+        stay.labels.append(Label("death", stay.end_hours, death,
+                                 max(stay.end_hours, RECORD_HOURS)))
     return stay

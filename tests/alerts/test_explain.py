@@ -70,6 +70,8 @@ def test_each_kind_opens_its_alerts_with_its_own_headline() -> None:
 
     sepsis, deterioration = registered()
     assert deterioration.headline("news2", 0.4, {"news2": 8.0}) == "NEWS2 8"
+    assert deterioration.headline("deterioration-hybrid-qnn", 0.26, {"news2": 6.0}) == \
+        "deterioration: 26% risk of death in hospital, NEWS2 6"
     assert sepsis.headline("qsofa", 2 / 3, {"qsofa": 2.0}) == "qSOFA 2/3"
     assert sepsis.headline("hybrid", 0.16, {"qsofa": 1.0}) == \
         "sepsis risk 16% within 6 h (qSOFA 1/3)"

@@ -74,3 +74,36 @@ def test_training_is_reproducible_and_writes_a_loadable_artifact(sample_2019, tm
     assert r1["split"] == r2["split"] and sum(r1["split"].values()) == 33
     assert len(a.training_patients) == r1["split"]["fit"] + r1["split"]["validation"]
     assert (tmp_path / "a" / "training-report.json").exists()
+
+
+def test_deterioration_training_is_bit_reproducible_and_stacks_lightgbm(sample_2012,
+                                                                        tmp_path) -> None:
+    """`vigil train --kind deterioration`: the same data and seed write the same files,
+    and the deployed stack holds the hybrid, LightGBM and the online model."""
+    import hashlib
+
+    from vigil.evaluation.training import run_training
+    from vigil.models.deployed import StackedScorer
+    from vigil.models.train import TrainConfig
+    from vigil.settings import VigilSettings
+
+    s = VigilSettings()
+    cfg = TrainConfig(epochs=1, batch_size=256)
+    small = {"hidden": 8, "n_qubits": 2, "layers": 1}  # the ablation needs 3 * layers = n + 1
+    for d in ("a", "b"):
+        r = run_training(sample_2012, tmp_path / d, s, kind="deterioration", config=cfg,
+                         spec_overrides=small, progress=False, cache_dir=None)
+    assert r["kind"] == "deterioration" and "proxy" in r["label"]
+
+    def digests(root):  # type: ignore[no-untyped-def]
+        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()
+                and p.name != "training-report.json"}  # it records the seconds taken
+
+    a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
+    assert a == b and {"artifact.json", "params.npz", "deployed.json", "online.pkl",
+                       "comparators/gbm.txt"} <= set(a)
+    art = ModelArtifact.load(tmp_path / "a")
+    assert art.target == "deterioration" and art.name == "deterioration-hybrid-qnn"
+    stacked = StackedScorer.load(tmp_path / "a", art.feature_names)
+    assert set(stacked.members) == {"gbm"} and stacked.learns_from == "death"

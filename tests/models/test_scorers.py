@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vigil.kinds.deterioration import shipped_model as deterioration_model
 from vigil.kinds.sepsis import shipped_model
 from vigil.models.checks import yield_checks
 from vigil.models.clinical import News2Scorer, QsofaScorer
@@ -23,14 +24,19 @@ from ..kinds.toy_arrest import HeartRateScorer
 def _scorers(names):  # type: ignore[no-untyped-def]
     stacked = StackedScorer.load(shipped_model(), names)
     classical = HybridScorer.load(shipped_model() / "comparators" / "hybrid-classical", names)
+    deterioration = StackedScorer.load(deterioration_model(), names)
     return {"news2": News2Scorer(names), "qsofa": QsofaScorer(names),
             "hybrid-quantum": stacked.fixed, "hybrid-classical": classical,
             "online-river": stacked.online, "deployed-stack": stacked,
+            "deterioration-hybrid": deterioration.fixed,
+            "deterioration-gbm": deterioration.members["gbm"],
+            "deterioration-stack": deterioration,
             "toy-kind (test code)": HeartRateScorer(names)}
 
 
 SCORERS = ("news2", "qsofa", "hybrid-quantum", "hybrid-classical", "online-river",
-           "deployed-stack", "toy-kind (test code)")
+           "deployed-stack", "deterioration-hybrid", "deterioration-gbm",
+           "deterioration-stack", "toy-kind (test code)")
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +81,25 @@ def test_a_broken_scorer_fails_the_suite(features, rows) -> None:
 
     with pytest.raises(AssertionError, match="do not sum"):
         check_attributions_add_up(Wrong(features.names), rows)
+
+
+def test_a_gradient_scorer_with_wrong_attributions_fails_at_every_distance(scorers,
+                                                                           rows) -> None:
+    from vigil.models.checks import check_attributions_add_up
+
+    hybrid = scorers["deterioration-hybrid"]
+
+    class Doubled:
+        name, attribution = "doubled", "gradient"
+
+        def score_batch(self, X, context=None):  # type: ignore[no-untyped-def]
+            return hybrid.score_batch(X, context)
+
+        def attribute(self, X):  # type: ignore[no-untyped-def]
+            return 2 * hybrid.attribute(X)
+
+        def reference_row(self):  # type: ignore[no-untyped-def]
+            return hybrid.reference_row()
+
+    with pytest.raises(AssertionError, match="even next to the reference row"):
+        check_attributions_add_up(Doubled(), rows)  # type: ignore[arg-type]

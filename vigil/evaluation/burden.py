@@ -22,7 +22,7 @@ import numpy as np
 
 from vigil.alerts.lifecycle import Rules, step
 from vigil.alerts.policy import Policy
-from vigil.evaluation.metrics import LEAD_WINDOW_H, rising_edges, warning_hours
+from vigil.evaluation.metrics import LEAD_WINDOW_H, patient_days, rising_edges, warning_hours
 from vigil.models.utility import DT_LATE, DT_OPTIMAL
 from vigil.wire.durations import HOUR_MS
 from vigil.wire.state import AlertTrack
@@ -87,14 +87,25 @@ def policy_states(risk: np.ndarray, hours: np.ndarray, policy: Policy,
 
 
 def alert_burden(label: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],
-                 events: list[np.ndarray], active: list[np.ndarray]) -> Burden:
-    """Burden figures of per-patient alert events (what pages) and active hours."""
+                 events: list[np.ndarray], active: list[np.ndarray],
+                 stay_outcome: bool = False) -> Burden:
+    """Burden figures of per-patient alert events (what pages) and active hours.
+
+    ``stay_outcome``: the label is the stay's outcome (PhysioNet 2012 death) on every row,
+    not an onset in time: sensitivity is the share of positive stays with any alert, a true
+    alert one raised in a positive stay, and there is no lead time.
+    """
     n_alerts = true_alerts = septic = detected = 0
     leads: list[float] = []
     for g, ev, act in zip(groups, events, active):
         lab = label[g]
         n_alerts += int(ev.sum())
-        if lab.any():
+        if stay_outcome:
+            if lab.any():
+                septic += 1
+                true_alerts += int(ev.sum())
+                detected += int(ev.any())
+        elif lab.any():
             septic += 1
             onset = int(np.argmax(lab)) - DT_OPTIMAL
             lo, hi = onset - LEAD_WINDOW_H, onset + DT_LATE
@@ -104,7 +115,7 @@ def alert_burden(label: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],
             if lead is not None:
                 detected += 1
                 leads.append(lead)
-    days = len(label) / 24.0
+    days = patient_days(hours, groups)
     per_day = n_alerts / days if days else float("nan")
     return Burden(
         alerts_per_patient_day=per_day,
@@ -150,7 +161,8 @@ def levels_at(risk: np.ndarray, threshold: float,
 def levels_for_alert_rates(label: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],
                            risk: np.ndarray, targets: tuple[float, ...], rules: Rules,
                            clear_ratio: float = 0.8, candidates: int = 40,
-                           high_quantile: float = 0.9) -> list[dict]:
+                           high_quantile: float = 0.9, stay_outcome: bool = False
+                           ) -> list[dict]:
     """Alert levels chosen on training patients for target alert rates, as nurses see them.
 
     For each candidate threshold (risk quantiles) the full lifecycle runs over every
@@ -164,7 +176,8 @@ def levels_for_alert_rates(label: np.ndarray, hours: np.ndarray, groups: list[np
         levels = levels_at(risk, float(t), high_quantile)
         policy = Policy("sepsis", levels, clear_ratio=clear_ratio)
         runs = [policy_timeline(risk[g], hours[g], policy, rules) for g in groups]
-        b = alert_burden(label, hours, groups, [e for e, _ in runs], [a for _, a in runs])
+        b = alert_burden(label, hours, groups, [e for e, _ in runs], [a for _, a in runs],
+                         stay_outcome)
         scored.append((levels, b))
     out = []
     for target in targets:

@@ -80,6 +80,17 @@ def patient_groups(patient: np.ndarray) -> list[np.ndarray]:
     return np.split(np.arange(len(patient)), bounds)
 
 
+def patient_days(hours: np.ndarray, groups: list[np.ndarray]) -> float:
+    """Days of care: each stay from its first to its last record, plus the last record's
+    hour. Hourly rows (PhysioNet 2019) give rows / 24; irregular charting (PhysioNet 2012,
+    several records an hour) is counted by time, not rows.
+
+    >>> patient_days(np.array([0., 1, 2, 0, 0.5, 23]), [np.arange(3), np.arange(3, 6)])
+    1.125
+    """
+    return float(sum(hours[g].max() - hours[g].min() + 1.0 for g in groups if len(g)) / 24.0)
+
+
 def rising_edges(alert: np.ndarray) -> np.ndarray:
     """Where an alert starts: each hour that alerts after one that did not (or first).
 

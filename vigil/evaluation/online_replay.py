@@ -30,7 +30,8 @@ from vigil.stream.replay.timeline import Timeline
 from vigil.wire.durations import HOUR_MS
 
 __all__ = ["label_known_hours", "replay_online", "replay_online_event_time",
-           "replay_online_events", "replay_online_withheld", "stream_placement"]
+           "replay_online_events", "replay_online_withheld", "replay_outcomes_event_time",
+           "stream_placement"]
 
 
 def _bounds(patient: np.ndarray) -> np.ndarray:
@@ -58,20 +59,25 @@ def replay_online_withheld(model: OnlineModel, Z: np.ndarray, labels: np.ndarray
 
 def replay_online_events(model: OnlineModel, Z: np.ndarray, labels: np.ndarray,
                          predict_at: np.ndarray, learn_at: np.ndarray,
-                         group: np.ndarray | None = None) -> np.ndarray:
+                         group: np.ndarray | None = None,
+                         learned: np.ndarray | None = None) -> np.ndarray:
     """Predict each row at ``predict_at`` and learn its label at ``learn_at`` (same units).
 
     Events run in time order; on a tie predictions come first (the stream scores a vitals
     record before a label with the same time: :meth:`Timeline.__iter__`), then row order.
     ``group`` (per row) gives each group its own model, all starting from ``model``: the
-    stream keeps one River model per vitals partition.
+    stream keeps one River model per vitals partition. ``learned`` (a row mask) limits
+    learning to the rows a label describes (default every row): a stay's outcome label
+    describes its last hour only.
     """
     n = len(Z)
     if group is None:
         group = np.zeros(n, np.int64)
-    times = np.r_[np.asarray(predict_at, np.float64), np.asarray(learn_at, np.float64)]
-    kind = np.r_[np.zeros(n, np.int8), np.ones(n, np.int8)]
-    rows = np.r_[np.arange(n), np.arange(n)]
+    learn_rows = np.arange(n) if learned is None else np.flatnonzero(learned)
+    times = np.r_[np.asarray(predict_at, np.float64),
+                  np.asarray(learn_at, np.float64)[learn_rows]]
+    kind = np.r_[np.zeros(n, np.int8), np.ones(len(learn_rows), np.int8)]
+    rows = np.r_[np.arange(n), learn_rows]
     order = np.lexsort((rows, kind, times))
     warm = model.dumps()
     models = {int(g): OnlineModel.loads(warm) for g in np.unique(group)}
@@ -149,3 +155,28 @@ def replay_online_event_time(model: OnlineModel, Z: np.ndarray, labels: np.ndarr
             learn[a:b] = np.maximum(learn[a:b], admit[a] + hours[a:b].max())
     group = None if partition is None else np.asarray(partition)[patient]
     return replay_online_events(model, Z, labels, admit + hours, learn, group)
+
+
+def replay_outcomes_event_time(model: OnlineModel, Z: np.ndarray, labels: np.ndarray,
+                               patient: np.ndarray, hours: np.ndarray,
+                               admit_hours: np.ndarray,
+                               partition: np.ndarray | None = None,
+                               known_after_h: float = 0.0) -> np.ndarray:
+    """Online learning of stay outcomes (PhysioNet 2012 death) as the stream sees them.
+
+    The replay emits one label per stay describing its last record, known when the record
+    closes (``known_after_h`` since admission, at the earliest the last record:
+    :mod:`vigil.stream.replay.physionet2012`); the worker featurizes that record and the
+    partition's model learns it. Stays overlap on the replay's timeline, so a stay is
+    scored by a model that knows the outcomes of the stays that closed before each record.
+    """
+    hours = np.asarray(hours, np.float64)
+    admit = np.asarray(admit_hours, np.float64)[patient]
+    at = admit + hours
+    ends = _bounds(patient)[1:] - 1
+    last = np.zeros(len(Z), bool)
+    last[ends] = True
+    known = at.copy()
+    known[ends] = admit[ends] + np.maximum(hours[ends], known_after_h)
+    group = None if partition is None else np.asarray(partition)[patient]
+    return replay_online_events(model, Z, labels, at, known, group, learned=last)

@@ -15,7 +15,8 @@ from vigil.evaluation.metrics import (
 )
 from vigil.models.utility import normalized_utility
 
-__all__ = ["burden_plot", "patient_roc", "pre_onset_plot", "write_plots"]
+__all__ = ["burden_plot", "calibration_plot", "flagged_plot", "horizon_plot", "patient_roc",
+           "pre_onset_plot", "time_to_alert_plot", "write_plots"]
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -182,4 +183,75 @@ def pre_onset_plot(path: Path, section: dict, deployed: str) -> str:
            ylabel="septic patients", title="Lead time before onset")
     hx.title.set_fontsize(9)
     hx.legend(fontsize=7, loc="upper left")
+    return _save(fig, Path(path))
+
+
+def calibration_plot(path: Path, y: np.ndarray, risks: dict[str, np.ndarray], title: str) -> str:
+    """Observed outcome rate against the mean predicted risk, by decile of each risk."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    lim = 0.0
+    for name, risk in risks.items():
+        bins = np.quantile(risk, np.linspace(0, 1, 11))
+        idx = np.clip(np.searchsorted(bins, risk, side="right") - 1, 0, 9)
+        pred = [risk[idx == b].mean() for b in range(10) if np.any(idx == b)]
+        obs = [y[idx == b].mean() for b in range(10) if np.any(idx == b)]
+        ax.plot(pred, obs, "o-", ms=3, label=name)
+        lim = max(lim, max(pred), max(obs))
+    ax.plot([0, lim * 1.1], [0, lim * 1.1], "k:", lw=0.8)
+    ax.set(xlabel="predicted risk (decile mean)", ylabel="observed rate", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
+    return _save(fig, Path(path))
+
+
+def horizon_plot(path: Path, scorers: dict[str, dict], names: list[str],
+                 horizons: tuple[float, ...]) -> str:
+    """Stay AUROC of the highest score so far, by hours since admission."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in names:
+        ax.plot(horizons, [scorers[name][f"auroc_{h:g}h"] for h in horizons], "o-", label=name)
+    ax.set(xlabel="hours since ICU admission", ylabel="AUROC (stays)", xticks=horizons,
+           title="Highest score so far vs in-hospital death (a proxy)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
+    return _save(fig, Path(path))
+
+
+def flagged_plot(path: Path, scorers: dict[str, dict], curve: list[dict] | None = None,
+                 curve_name: str = "") -> str:
+    """Deaths flagged against survivors flagged (each score at its levels, through the
+    lifecycle), with the deployed score's trade-off over its alert-rate settings."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    if curve:
+        pts = sorted((e["survivors_flagged"], e["deaths_flagged"]) for e in curve)
+        ax.plot(*zip(*pts), "-", color="0.6", lw=1, zorder=1,
+                label=f"{curve_name} at other alert-rate settings")
+    markers = "osD^vP*Xh"
+    for i, (name, m) in enumerate((n, m) for n, m in scorers.items() if "deaths_flagged" in m):
+        ax.scatter(m["survivors_flagged"], m["deaths_flagged"], s=40, zorder=2,
+                   marker=markers[i % len(markers)],
+                   label=f"{name}: {m['alerts_per_patient_day']:.2f} pages/patient-day")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.axvline(0.5, color="tab:red", ls="--", lw=0.8)
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="survivors flagged (any alert)",
+           ylabel="deaths flagged (any alert)",
+           title="Who gets an alert in 48 h: deaths vs survivors (a proxy label)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, Path(path))
+
+
+def time_to_alert_plot(path: Path, first_alert_h: dict[str, list[float]]) -> str:
+    """Hours since admission of the first alert, in stays that ended in death."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, hours in first_alert_h.items():
+        if hours:
+            ax.hist(hours, bins=np.arange(0, 49, 2), histtype="step", lw=1.5, label=name)
+    ax.set(xlabel="hours since admission of the first alert", ylabel="deaths",
+           title="When deaths were first flagged")
+    ax.legend(fontsize=7)
     return _save(fig, Path(path))

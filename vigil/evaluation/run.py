@@ -49,7 +49,6 @@ from vigil.models.clinical import (
     NEWS2_URGENT,
     QSOFA_MAX,
     QSOFA_POSITIVE,
-    SHOCK_INDEX_SHOCK,
     SIRS_MAX,
     SIRS_POSITIVE,
     ClinicalInputs,
@@ -60,7 +59,7 @@ from vigil.models.hybrid_scorer import HybridScorer
 from vigil.settings import VigilSettings
 from vigil.stream.offline import FeatureTable
 
-__all__ = ["AGE_BANDS", "PROXY_NOTE", "comparator_paths", "evaluate_deterioration", "evaluate_sepsis"]
+__all__ = ["AGE_BANDS", "PROXY_NOTE", "comparator_paths", "evaluate_sepsis"]
 
 AGE_BANDS = ((0, 45, "<45"), (45, 65, "45-64"), (65, 80, "65-79"), (80, 200, ">=80"))
 
@@ -300,67 +299,6 @@ def _hourly_scorers(y: np.ndarray, pat: np.ndarray, groups: list[np.ndarray],
 PROXY_NOTE = ("In-hospital death is a proxy for deterioration / cardiac arrest: no open data "
               "set labels arrest. Scores are judged on whether they flagged patients who later "
               "died, as NEWS and eCART were validated.")
-
-
-def evaluate_deterioration(data: Path, out: Path, settings: VigilSettings, *,
-                           progress: bool = True, cache_dir: Path | None = Path(".vigil-cache"),
-                           limit: int | None = None, plots: bool = True,
-                           model_dir: Path | None = None, exclude_training: bool = False) -> dict:
-    """The deterioration scores on PhysioNet 2012 (first 48 h), against in-hospital death.
-
-    Every charted time is a row (features from data up to it). A patient counts as flagged
-    by a score if any row alerts; AUROC/AUPRC rank patients by their highest score in the
-    48 h. The deployed rule is NEWS2 >= 7 or any single red parameter (RCP 2017).
-    """
-    started = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = feature_table(data, settings, limit=limit, cache_dir=cache_dir, progress=progress)
-    rows = np.flatnonzero(np.array([table.datasets[p] == "physionet2012" for p in table.patient]))
-    if not len(rows):
-        raise SystemExit(f"no PhysioNet 2012 stays in {data}")
-    inputs = ClinicalInputs(table.names)
-    d = clinical_details(inputs, table.X[rows].astype(np.float64))
-    pat = table.patient[rows]
-    hours = table.hours[rows]
-    died = table.label[rows]
-    rules = {
-        "NEWS2>=7 or red (deployed)": (d["news2"] / NEWS2_MAX, (d["news2"] >= NEWS2_EMERGENCY)
-                                       | (d["news2_red"] > 0)),
-        "NEWS2>=5": (d["news2"] / NEWS2_MAX, d["news2"] >= NEWS2_URGENT),
-        "qSOFA>=2": (d["qsofa"] / QSOFA_MAX, d["qsofa"] >= QSOFA_POSITIVE),
-        "SIRS>=2": (d["sirs"] / SIRS_MAX, d["sirs"] >= SIRS_POSITIVE),
-        "shock index>=1": (np.nan_to_num(d["shock_index"]),
-                           np.nan_to_num(d["shock_index"]) >= SHOCK_INDEX_SHOCK),
-    }
-    groups = patient_groups(pat)
-    y_pat = np.array([died[g[0]] for g in groups])
-    days = sum(max(1.0, float(hours[g].max() - hours[g].min())) for g in groups) / 24.0
-    report: dict = {"deployed": "NEWS2>=7 or red (deployed)", "label": "in-hospital death",
-                    "notes": [PROXY_NOTE], "patients": len(groups), "rows": int(len(rows)),
-                    "deaths": int(y_pat.sum()), "data": str(data), "scorers": {}}
-    for name, (score, alert) in rules.items():
-        top = np.array([score[g].max() for g in groups])
-        flagged = np.array([alert[g].any() for g in groups])
-        n_episodes = episodes(alert, groups)
-        first = [float(hours[g][np.argmax(alert[g])]) for g, f, y in zip(groups, flagged, y_pat)
-                 if f and y]
-        report["scorers"][name] = {
-            "auroc": auroc(y_pat, top), "auprc": auprc(y_pat, top),
-            "sensitivity": float(flagged[y_pat == 1].mean()),
-            "flagged_survivors": float(flagged[y_pat == 0].mean()),
-            "alerts_per_patient_day": n_episodes / days,
-            "median_hours_to_first_alert_in_deaths": float(np.median(first)) if first else None,
-        }
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    if plots:
-        from vigil.evaluation.plots import patient_roc
-
-        report["plots"] = [patient_roc(out / "deterioration_roc.png", y_pat, {
-            name: np.array([score[g].max() for g in groups]) for name, (score, _) in rules.items()},
-            "Highest score in 48 h vs in-hospital death (a proxy)")]
-    (out / "metrics.json").write_text(json.dumps(_clean(report), indent=1))
-    return report
 
 
 def _burden(settings: VigilSettings, y: np.ndarray, hours: np.ndarray, groups: list[np.ndarray],

@@ -14,11 +14,19 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 
-from vigil.kinds.base import ActiveKind, AlertKind, Evaluation, Levels, plain_headline, rules_from
+from vigil.kinds.base import (
+    ActiveKind,
+    AlertKind,
+    Evaluation,
+    Levels,
+    Training,
+    plain_headline,
+    rules_from,
+)
 from vigil.settings import VigilSettings
 
-__all__ = ["ActiveKind", "AlertKind", "Evaluation", "Levels", "deploy", "kind_named",
-           "plain_headline", "registered", "rules_from"]
+__all__ = ["ActiveKind", "AlertKind", "Evaluation", "Levels", "Training", "deploy",
+           "kind_named", "plain_headline", "registered", "rules_from"]
 
 DEFAULT = ("vigil.kinds.sepsis", "vigil.kinds.deterioration")
 

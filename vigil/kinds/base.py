@@ -21,7 +21,8 @@ from vigil.alerts.policy import Policy
 from vigil.models.base import Scorer
 from vigil.settings import VigilSettings
 
-__all__ = ["ActiveKind", "AlertKind", "Evaluation", "Levels", "plain_headline", "rules_from"]
+__all__ = ["ActiveKind", "AlertKind", "Evaluation", "Levels", "Training", "plain_headline",
+           "rules_from"]
 
 Levels = tuple[tuple[float, str], ...]
 
@@ -52,6 +53,30 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Training:
+    """How ``vigil train`` makes a kind's artifact: the data, the label, what is optimised.
+
+    The training engine (:mod:`vigil.evaluation.training`) is shared: every trained kind gets
+    the hybrid circuit, its same-size classical ablation, LightGBM, an online River model
+    warm-started on the same rows, and a stack of them fitted on the validation patients.
+    """
+
+    dataset: str  # "physionet2019" | "physionet2012": what the --data archive must hold
+    artifact: str  # directory name of the shipped artifact, e.g. "sepsis-hybrid-qnn"
+    citation: str  # the data set, cited wherever results on it appear
+    label: str  # what the rows' label is, in words (a proxy says so)
+    #: the online model learns LabelRecords of this kind ("sepsis" hourly, "death" per stay)
+    learns_from: str
+    #: "utility": the PhysioNet 2019 utility picks the epoch and the levels; "auroc": the
+    #: validation AUROC picks the epoch, the levels come from the alert-rate target
+    objective: str = "utility"
+    #: fixed models stacked beside the hybrid (besides the online model), e.g. ("gbm",)
+    stack: tuple[str, ...] = ()
+    #: default alerts per patient-day when the levels come from alert rates
+    alerts_per_patient_day: float | None = None
+
+
+@dataclass(frozen=True)
 class AlertKind:
     """One alert kind: everything that makes it one, nothing that runs it."""
 
@@ -64,6 +89,7 @@ class AlertKind:
     #: lifecycle overrides for this kind (fields of alerts.lifecycle.Rules, milliseconds)
     rules: Mapping[str, int] = field(default_factory=dict)
     evaluation: Evaluation | None = None
+    training: Training | None = None
     description: str = ""
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 
-from vigil.kinds.base import AlertKind, Evaluation, Levels
+from vigil.kinds.base import AlertKind, Evaluation, Levels, Training
 from vigil.models.base import Scorer
 from vigil.settings import VigilSettings
 
@@ -81,5 +81,14 @@ KIND = AlertKind(
         dataset="physionet2019",
         outcome="sepsis (Sepsis-3 onset, PhysioNet/CinC Challenge 2019 labels)",
         runner="vigil.evaluation.run:evaluate_sepsis"),
+    training=Training(
+        dataset="physionet2019",
+        artifact="sepsis-hybrid-qnn",
+        citation=("Reyna MA et al. Early Prediction of Sepsis From Clinical Data: the "
+                  "PhysioNet/Computing in Cardiology Challenge 2019. Crit Care Med "
+                  "2020;48(2):210-217. doi:10.13026/v64v-d857"),
+        label="sepsis (PhysioNet 2019 hourly label: 1 from 6 h before Sepsis-3 onset)",
+        learns_from="sepsis",
+        objective="utility"),
     description="Sepsis in the next hours: the hybrid quantum model with online learning.",
 )
