@@ -116,6 +116,8 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
                 # retries: nothing was stored, and a re-published escalation has the same id
                 metrics.errors.labels("sweep").inc()
                 log.exception("the overdue-alert sweep failed; retrying at the next one")
+            else:
+                metrics.sweeps.inc()
 
     add_pages(app, settings, metrics, lambda: running["vitals"])
     return Wiring(app, table, metrics)

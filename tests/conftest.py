@@ -39,9 +39,11 @@ def broker_settings(broker: EmbeddedBroker, tmp_path: Path) -> VigilSettings:
         partitions=3,
         data_dir=str(tmp_path / "state"),
         web_port=free_port(),
-        # The pipeline tests pin the published qSOFA rule, whose alerts on the fixture
-        # patients are known; the trained model's path has its own test (test_model_path).
+        # The pipeline tests pin the published rules (qSOFA, NEWS2), whose alerts on the
+        # fixture patients are known; the trained models' paths have their own tests
+        # (test_model_path, test_deterioration_path).
         sepsis_scorer="qsofa",
+        deterioration_scorer="news2",
     )
 
 

@@ -72,7 +72,7 @@ def test_stream_deterioration_scores_equal_evaluation_scores_and_outcomes_are_le
         broker_settings, sample_2012, tmp_path) -> None:
     from kafka import KafkaConsumer
 
-    s = broker_settings.model_copy(update={"partitions": 1})
+    s = broker_settings.model_copy(update={"partitions": 1, "deterioration_scorer": "model"})
     ensure_topics(s)
     stays = load_stays(sample_2012, 12)
     timeline = Timeline(stays, s.pseudonym_key.get_secret_value(), now_ms=int(time.time() * 1000))

@@ -25,6 +25,8 @@ from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.timeline import Timeline
 from vigil.stream.topics import ensure_topics
 
+from .waiting import wait_until
+
 pytestmark = pytest.mark.broker
 
 SEPTIC_WITH_ALERTS = ("p000028", "p000034", "p000141")
@@ -94,6 +96,51 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def vitals_consumed(text: str) -> float:
+    """Vitals records the worker is done with: each has one of these outcomes (``partial``
+    is also ``accepted``), counted after the batch's outputs were acknowledged by the
+    broker and its state stored."""
+    return sum(metric(text, "vigil_vitals_records_total", outcome=o)
+               for o in ("accepted", "rejected", "redelivered"))
+
+
+def consumer_lags(text: str) -> dict[tuple[str, str], float]:
+    """(topic, partition) -> ``vigil_consumer_lag_records``: records of the worker's input
+    partitions not committed yet (highwater of its latest fetch minus committed offset)."""
+    return {(sample.labels["topic"], sample.labels["partition"]): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name == "vigil_consumer_lag_records"}
+
+
+def wait_finished(worker, collector, topics, *, done=lambda text: True,  # type: ignore[no-untyped-def]
+                  what: str = "", timeout_s: float = 60.0) -> str:
+    """Wait until the worker is demonstrably done, then until ``collector`` has read every
+    output published so far; returns the worker's metrics of that moment.
+
+    Done: ``done(metrics text)`` holds (a count that proves the records of interest were
+    fetched and handled) and the worker has committed every record of its input ``topics``
+    (consumer lag 0 on each of their partitions). Records are committed only after their
+    outputs are acknowledged by the broker, so nothing the worker will publish for them is
+    missing once the collector has caught up: what is not there by then never comes.
+    """
+    n = worker.settings.partitions
+    last = [""]
+
+    def finished() -> str | None:
+        text = last[0] = worker.metrics_text()
+        lags = consumer_lags(text)
+        mine = [v for (t, _), v in lags.items() if t in topics]
+        return text if done(text) and len(mine) == n * len(topics) and not any(mine) else None
+
+    text = wait_until(finished, timeout_s, lambda: (
+        f"worker not finished{': ' + what if what else ''}; " + "; ".join(
+            ln for ln in last[0].splitlines() if ln.startswith(
+                ("vigil_consumer_lag", "vigil_vitals_records_total", "vigil_alert_acks_total",
+                 "vigil_alert_sweeps_total")))), interval_s=0.2)
+    assert collector.wait_caught_up(), "the output collector did not catch up"
+    return text
+
+
 @pytest.fixture
 def worker(broker_settings, tmp_path):
     ensure_topics(broker_settings)
@@ -118,7 +165,11 @@ def test_replay_with_bad_events_is_fully_accounted_for(broker_settings, worker, 
         produced = stats.vitals + len(bad)
         assert collector.wait_for(produced, timeout_s=120), (
             f"processed {collector.processed} of {produced}")
-        time.sleep(1.0)  # anything beyond `produced` would be a bug: give it time to show
+        # anything beyond `produced` would be a bug: read every output the worker published
+        # once it has consumed and committed all of it
+        text = wait_finished(worker, collector, (s.topic_vitals,),
+                             done=lambda t: vitals_consumed(t) >= produced,
+                             what=f"{produced} vitals records consumed and committed")
     finally:
         collector.stop()
 
@@ -149,7 +200,7 @@ def test_replay_with_bad_events_is_fully_accounted_for(broker_settings, worker, 
             assert a.reasons, a  # a raised or escalated alert always says why
 
     # counted and readable in the worker's metrics
-    text = worker.metrics_text()
+    assert vitals_consumed(text) == produced  # none twice
     assert metric(text, "vigil_vitals_records_total", outcome="rejected") == n_rejected
     assert metric(text, "vigil_vitals_records_total", outcome="accepted") == stats.vitals + 1
     for reason in ("malformed_json", "schema", "future", "duplicate", "late", "key_mismatch"):
@@ -201,13 +252,10 @@ def test_an_acknowledgement_on_the_acks_topic_reaches_the_alert(broker_settings,
     collector = OutputCollector(s).start()
     try:
         produce(s, [vitals(40)])
-        deadline = time.monotonic() + 60
-        raised = None
-        while raised is None and time.monotonic() < deadline:
-            raised = next((a for a in list(collector.alerts.values())
-                           if a.kind == "deterioration" and a.state == "raised"), None)
-            time.sleep(0.2)
-        assert raised is not None, "no deterioration alert for sustained abnormal vitals"
+        raised = wait_until(lambda: next((a for a in list(collector.alerts.values())
+                                          if a.kind == "deterioration" and a.state == "raised"),
+                                         None),
+                            60, "no deterioration alert for sustained abnormal vitals")
         ack = {"alert_id": raised.alert_id, "patient": "pt-ack-1", "kind": "deterioration",
                "acked_at": (now - timedelta(minutes=30)).isoformat(), "by": "RN 4"}
         p = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
@@ -215,26 +263,27 @@ def test_an_acknowledgement_on_the_acks_topic_reaches_the_alert(broker_settings,
         p.send(s.topic_acks, key=b"pt-ack-1", value=json.dumps(ack).encode())  # a double click
         p.flush()
         p.close()
-        acked = None
-        deadline = time.monotonic() + 60
-        while acked is None and time.monotonic() < deadline:
-            acked = next((a for a in list(collector.alerts.values())
-                          if a.state == "acknowledged"), None)
-            time.sleep(0.2)
-        assert acked is not None and acked.alert_id == raised.alert_id
+        acked = wait_until(lambda: next((a for a in list(collector.alerts.values())
+                                         if a.state == "acknowledged"), None),
+                           60, "the acknowledgement did not reach the alerts topic")
+        assert acked.alert_id == raised.alert_id
         assert acked.acknowledged_by == "RN 4" and acked.bed == "B-07"
         produce(s, [vitals(0)])  # 40 min later: sepsis (unacked) escalates, deterioration not
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(
-                a.state == "escalated" for a in list(collector.alerts.values())):
-            time.sleep(0.2)
-        time.sleep(1.0)
+        wait_until(lambda: any(a.state == "escalated" for a in list(collector.alerts.values())),
+                   60, "no escalation 40 minutes after the unacknowledged sepsis alert")
+        # whether deterioration escalates too is settled once the worker has handled both
+        # vitals records and both acks (the double click) and committed them
+        text = wait_finished(
+            worker, collector, (s.topic_vitals, s.topic_acks),
+            done=lambda t: vitals_consumed(t) >= 2 and sum(
+                metric(t, "vigil_alert_acks_total", kind="deterioration", outcome=o)
+                for o in ("acknowledged", "already_acknowledged")) >= 2,
+            what="2 vitals records and 2 acks handled and committed")
     finally:
         collector.stop()
     escalated = [a for a in collector.alerts.values() if a.state == "escalated"]
     assert [a.kind for a in escalated] == ["sepsis"]
     assert "unacknowledged" in (escalated[0].transition_reason or "")
-    text = worker.metrics_text()
     assert metric(text, "vigil_alert_acks_total", kind="deterioration",
                   outcome="acknowledged") == 1
     assert metric(text, "vigil_alert_acks_total", kind="deterioration",
@@ -260,11 +309,11 @@ def test_a_quiet_live_feed_still_escalates_an_unacknowledged_alert(broker_settin
         produce(s, [("pt-quiet-1", json.dumps({
             "patient": "pt-quiet-1", "event_time": now.isoformat(), "event_id": "quiet-0",
             "bed": "B-12", "observations": sick}).encode())])
-        deadline = time.monotonic() + 60
-        raised: dict[str, object] = {}
-        while len(raised) < 2 and time.monotonic() < deadline:
-            raised = {a.kind: a for a in list(collector.alerts.values()) if a.state == "raised"}
-            time.sleep(0.1)
+        def raised_alerts() -> dict[str, object]:
+            return {a.kind: a for a in list(collector.alerts.values()) if a.state == "raised"}
+
+        raised = wait_until(lambda: r if len(r := raised_alerts()) >= 2 else None, 60,
+                            lambda: f"raised: {sorted(raised_alerts())}")
         assert set(raised) == {"sepsis", "deterioration"}
         det = raised["deterioration"]
         p = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all")
@@ -273,12 +322,16 @@ def test_a_quiet_live_feed_still_escalates_an_unacknowledged_alert(broker_settin
             "acked_at": datetime.now(UTC).isoformat(), "by": "RN 2"}).encode())
         p.flush()
         p.close()
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not any(
-                a.state == "escalated" for a in list(collector.alerts.values())):
-            time.sleep(0.2)
-        time.sleep(3.0)  # further sweeps must not escalate again
-        text = w.metrics_text()
+        wait_until(lambda: any(a.state == "escalated" for a in list(collector.alerts.values())),
+                   40, "the sweep did not escalate the unacknowledged alert")
+        # further sweeps must not escalate again: wait until two more have run to the end
+        # (the one that escalated may not have been counted yet) and the ack is handled
+        swept = metric(w.metrics_text(), "vigil_alert_sweeps_total")
+        text = wait_finished(
+            w, collector, (s.topic_vitals, s.topic_acks),
+            done=lambda t: (metric(t, "vigil_alert_sweeps_total") >= swept + 3 and metric(
+                t, "vigil_alert_acks_total", kind="deterioration", outcome="acknowledged") == 1),
+            what=f"3 sweeps after sweep {swept:.0f}, the ack handled", timeout_s=30)
     finally:
         collector.stop()
         w.stop()
@@ -308,10 +361,8 @@ def test_idle_patients_leave_the_table_with_a_tombstone(broker_settings, tmp_pat
         produce(s, [("pt-idle-1", json.dumps({
             "patient": "pt-idle-1", "event_time": datetime.now(UTC).isoformat(),
             "event_id": "idle-0", "observations": calm}).encode())])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and metric(
-                w.metrics_text(), "vigil_patients_expired_total") < 1:
-            time.sleep(0.3)
+        wait_until(lambda: metric(w.metrics_text(), "vigil_patients_expired_total") >= 1, 30,
+                   "the idle patient's state was not removed", interval_s=0.3)
         assert metric(w.metrics_text(), "vigil_patients_expired_total") == 1
         assert metric(w.metrics_text(), "vigil_vitals_records_total", outcome="accepted") == 1
     finally:

@@ -48,9 +48,9 @@ def test_evaluate_reports_every_scorer_and_warns_about_training_patients(sample_
         assert f"{len(overlap)} of 33 patients" in said[0]
 
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["deployed"] == "deployed (hybrid + online)" and saved["patients"] == 33
+    assert saved["deployed"] == "deployed (hybrid + gbm + online)" and saved["patients"] == 33
     assert {"NEWS2>=5", "qSOFA>=2", "SIRS>=2", "hybrid-quantum", "hybrid-classical", "gbm",
-            "deployed (hybrid + online)", "deployed, no online learning"} <= set(saved["scorers"])
+            "deployed (hybrid + gbm + online)", "deployed, no online learning"} <= set(saved["scorers"])
     for name, m in saved["scorers"].items():
         assert KEYS <= set(m), name
         assert m["auroc"] is None or 0 <= m["auroc"] <= 1
@@ -60,11 +60,11 @@ def test_evaluate_reports_every_scorer_and_warns_about_training_patients(sample_
     for png in report["plots"]:
         assert (tmp_path / png).stat().st_size > 5_000
     # the sample's septic patients are found by the deployed model
-    assert saved["scorers"]["deployed (hybrid + online)"]["sensitivity"] > 0.5
+    assert saved["scorers"]["deployed (hybrid + gbm + online)"]["sensitivity"] > 0.5
     assert "online River" in saved["scorers"]
 
     # the lifecycle's effect: never more pages than raw crossings, far fewer than every hour
-    for name in ("deployed (hybrid + online)", "NEWS2>=5"):
+    for name in ("deployed (hybrid + gbm + online)", "NEWS2>=5"):
         b = saved["alert_burden"][name]
         raw, cross, full = (b[k] for k in ("every hour above threshold", "threshold crossings",
                                            "full policy"))
@@ -84,16 +84,16 @@ def _check_pre_onset(saved: dict) -> None:
     pre = saved["pre_onset"]
     assert "no warning" in pre["definition"]["no_warning"]
     assert 0 < pre["rows"] < saved["rows"] and pre["septic_patients"] > 0
-    for name in ("deployed (hybrid + online)", "hybrid-quantum", "hybrid-classical", "gbm",
+    for name in ("deployed (hybrid + gbm + online)", "hybrid-quantum", "hybrid-classical", "gbm",
                  "deployed, no online learning", "deployed, own labels withheld",
                  "deployed, event time", "online River, event time, own labels withheld"):
         m = pre["scorers"][name]
         lo, hi = m["auroc_ci95"]
         assert lo <= m["auroc"] <= hi, name
         assert 0 <= m["warned_share"] <= 1 and m["false_alerts_per_patient_day"] >= 0
-    assert {"deployed (hybrid + online)", "NEWS2>=5"} <= set(pre["lifecycle"])
-    assert sum(pre["lifecycle"]["deployed (hybrid + online)"]["lead_hours_counts"]) == round(
-        pre["lifecycle"]["deployed (hybrid + online)"]["warned_share"] * pre["septic_patients"])
+    assert {"deployed (hybrid + gbm + online)", "NEWS2>=5"} <= set(pre["lifecycle"])
+    assert sum(pre["lifecycle"]["deployed (hybrid + gbm + online)"]["lead_hours_counts"]) == round(
+        pre["lifecycle"]["deployed (hybrid + gbm + online)"]["warned_share"] * pre["septic_patients"])
     split = pre["online_learning"]
     assert {"online learning from other patients (unit adaptation)",
             "online learning from the same patient"} <= set(split["pre_onset"])
@@ -121,7 +121,7 @@ def _check_scores_csv(path, saved: dict, sample) -> None:  # type: ignore[no-unt
             onset.setdefault(r["patient_id"], float(r["hour"]) + 6)
     pre = [r for r in rows if float(r["hour"]) < onset.get(r["patient_id"], np.inf)]
     y = np.array([int(r["label"]) for r in pre])
-    for name in ("gbm", "deployed (hybrid + online)"):
+    for name in ("gbm", "deployed (hybrid + gbm + online)"):
         risk = np.array([float(r[name]) for r in pre])
         assert abs(auroc(y, risk) - saved["pre_onset"]["scorers"][name]["auroc"]) < 1e-4
 

@@ -18,6 +18,7 @@ import pytest
 from vigil.kinds.sepsis import shipped_model
 from vigil.models.artifact import ModelArtifact
 from vigil.models.deployed import DeployedSepsis, StackedScorer
+from vigil.models.gbm import GbmScorer
 from vigil.models.hybrid_scorer import HybridScorer
 from vigil.runtime import OutputCollector, WorkerProcess
 from vigil.stream.offline import build_feature_table
@@ -29,6 +30,8 @@ from vigil.stream.topics import ensure_topics
 from vigil.wire.durations import HOUR_MS
 from vigil.wire.records import LabelRecord, encode
 
+from .waiting import wait_until
+
 
 def test_shipped_artifact_loads_and_matches_the_feature_schema() -> None:
     from vigil.settings import VigilSettings
@@ -36,7 +39,8 @@ def test_shipped_artifact_loads_and_matches_the_feature_schema() -> None:
     proc = build_processor(VigilSettings())
     scorer = proc.scorers["sepsis"]  # the deployed stack: the hybrid and its online model
     assert isinstance(scorer, StackedScorer) and isinstance(scorer.fixed, HybridScorer)
-    assert scorer.learns_from == "sepsis" and proc.learners == [scorer]
+    assert scorer.learns_from == "sepsis" and scorer in proc.learners
+    assert set(scorer.members) == {"gbm"}  # LightGBM stacked beside the circuit
     art = ModelArtifact.load(shipped_model())
     assert art.target == "sepsis" and art.feature_names == proc.features.names
     assert art.training_patients and "Challenge 2019" in art.training["data"]
@@ -80,8 +84,10 @@ def test_stream_scores_equal_evaluation_scores(broker_settings, sample_2019, tmp
     rows = np.flatnonzero(table.has_record)
     X = table.X[rows]
     # no labels flowed, so every partition's online model is still the warm start
+    gbm = GbmScorer.load_file(shipped_model() / "comparators" / "gbm.txt", table.names, "sepsis")
     risk = deployed.stack(HybridScorer(artifact, table.names).risk_batch(X),
-                          deployed.online.predict(artifact.normaliser.transform(X)))
+                          deployed.online.predict(artifact.normaliser.transform(X)),
+                          {"gbm": gbm.score_batch(X).risk})
     compared = 0
     for r, value in zip(rows, risk):
         key = (timeline.patient_key(stays[table.patient[r]]), round(float(table.hours[r]), 3))
@@ -100,7 +106,7 @@ def test_online_model_learns_from_labels_and_survives_a_restart(broker_settings,
     from vigil.models.online import OnlineModel
     from vigil.stream.topics import changelog_topic
 
-    from .test_e2e import metric
+    from .test_e2e import metric, wait_finished
 
     s = broker_settings.model_copy(update={"sepsis_scorer": "model", "partitions": 1})
     ensure_topics(s)
@@ -117,12 +123,15 @@ def test_online_model_learns_from_labels_and_survives_a_restart(broker_settings,
     def saved_once(labels_seen: float, timeout_s: float = 30) -> OnlineModel:
         """The changelog's model once it holds ``labels_seen`` labels (it is written before
         the labels are acked, so it follows the metric within a batch)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            model = saved_model()
-            if model is not None and model.labels_seen == labels_seen:
-                return model
-            assert time.monotonic() < deadline, (labels_seen, model and model.labels_seen)
+        seen: list[OnlineModel | None] = [None]
+
+        def holds() -> OnlineModel | None:
+            model = seen[0] = saved_model()  # reads the changelog for up to 2 s
+            return model if model is not None and model.labels_seen == labels_seen else None
+
+        return wait_until(holds, timeout_s, lambda: (
+            f"the changelog's online model holds {seen[0] and seen[0].labels_seen} labels, "
+            f"not {labels_seen}"), interval_s=0)
 
     def handled(text: str) -> float:  # labels with any outcome
         return sum(sample.value for family in text_string_to_metric_families(text)
@@ -134,12 +143,14 @@ def test_online_model_learns_from_labels_and_survives_a_restart(broker_settings,
         w1.wait_ready(timeout_s=120)
         stats = replay_timeline(s, timeline, progress=False)  # vitals and labels
         assert collector.wait_for(stats.vitals, 120)
-        deadline = time.monotonic() + 60
-        while handled(w1.metrics_text()) < stats.labels:  # every label has its outcome
-            assert time.monotonic() < deadline, [ln for ln in w1.metrics_text().splitlines()
-                                                 if "labels_total{" in ln]
-            time.sleep(0.2)
-        learned = metric(w1.metrics_text(), "vigil_online_labels_total", outcome="learned")
+        # every label has its outcome and is committed: nothing is learned after `learned`
+        # is read
+        text = wait_finished(w1, collector, (s.topic_labels,),
+                             done=lambda t: handled(t) >= stats.labels,
+                             what=f"an outcome for each of the {stats.labels} labels")
+        assert handled(text) == stats.labels, [ln for ln in text.splitlines()
+                                               if "labels_total{" in ln]  # each label once
+        learned = metric(text, "vigil_online_labels_total", outcome="learned")
         assert learned >= 5
         first = saved_once(learned)
         assert w1.stop() == 0
@@ -155,10 +166,11 @@ def test_online_model_learns_from_labels_and_survives_a_restart(broker_settings,
         p.send(s.topic_labels, key=key.encode(), value=encode(label))
         p.flush()
         p.close()
-        deadline = time.monotonic() + 30
-        while metric(w2.metrics_text(), "vigil_online_labels_total", outcome="learned") < 1:
-            assert time.monotonic() < deadline, "the restarted worker did not learn"
-            time.sleep(0.2)
+        text = wait_finished(w2, collector, (s.topic_labels,), done=lambda t: handled(t) >= 1,
+                             what="an outcome for the label", timeout_s=30)
+        assert handled(text) == 1 and metric(
+            text, "vigil_online_labels_total", outcome="learned") == 1, [
+                ln for ln in text.splitlines() if "labels_total{" in ln]
         # resumed, not restarted from the warm start: one more label than before the restart
         saved_once(first.labels_seen + 1)
         w2.stop()

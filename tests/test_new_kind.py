@@ -8,7 +8,6 @@ headline and drivers, and counts it in ``/metrics``: no Vigil module was edited 
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from vigil.kinds import registered
 from vigil.runtime import OutputCollector, WorkerProcess
 from vigil.stream.topics import ensure_topics
 
-from .test_e2e import metric, produce
+from .test_e2e import metric, produce, vitals_consumed, wait_finished
 
 pytestmark = pytest.mark.broker
 
@@ -53,10 +52,11 @@ def test_a_kind_defined_in_test_code_is_scored_alerted_explained_and_counted(
         produce(s, [record("pt-calm", 20, 72), record("pt-calm", 10, 75),
                     record("pt-tachy", 20, 90), record("pt-tachy", 10, 150)])
         assert collector.wait_for(4, 60), "not every record was scored"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(
-                a.kind == "arrest" for a in collector.alerts.values()):
-            time.sleep(0.1)
+        # every alert of the 4 records is published before they are counted and committed:
+        # once the collector has read all that, the alerts below are all there will be
+        text = wait_finished(worker, collector, (s.topic_vitals,),
+                             done=lambda t: vitals_consumed(t) >= 4,
+                             what="4 vitals records consumed and committed", timeout_s=30)
         arrest = [a for a in collector.alerts.values() if a.kind == "arrest"]
         assert [(a.patient, a.state, a.severity) for a in arrest] == [("pt-tachy", "raised",
                                                                        "high")]
@@ -65,7 +65,6 @@ def test_a_kind_defined_in_test_code_is_scored_alerted_explained_and_counted(
         assert [d.feature for d in alert.reasons] == ["HR"]
         assert alert.reasons[0].text.startswith("HR 150 ↑"), alert.reasons[0].text
         assert alert.scorer == "toy-hr" and alert.threshold == 0.8
-        text = worker.metrics_text()
         assert metric(text, "vigil_alerts_total", kind="arrest", severity="high",
                       state="raised") == 1
         assert metric(text, "vigil_risk_count", kind="arrest") == 4

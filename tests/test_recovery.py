@@ -22,7 +22,8 @@ from vigil.stream.replay.timeline import Timeline
 from vigil.stream.topics import changelog_topic, ensure_topics
 from vigil.worker import StateIntegrityError, prepare_worker
 
-from .test_e2e import alert_view, expected
+from .test_e2e import alert_view, expected, vitals_consumed, wait_finished
+from .waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -75,7 +76,11 @@ def _run_with_restart(s, timeline, tmp_path, between=lambda: None) -> OutputColl
         w2 = _start(s, tmp_path, "w2")  # must recover every patient's windows and alert tracks
         _produce(s, second)
         assert collector.wait_for(len(first) + len(second), 60)
-        time.sleep(1)
+        # a lost or doubled output would show once w2 has handled and committed all of the
+        # second half (and anything it re-read of the first) and every output is read
+        wait_finished(w2, collector, (s.topic_vitals,),
+                      done=lambda t: vitals_consumed(t) >= len(second),
+                      what=f"the second half ({len(second)} records) consumed and committed")
         w2.stop()
     finally:
         collector.stop()
@@ -101,9 +106,9 @@ def test_killed_worker_reprocesses_without_losing_or_changing_outputs(broker_set
     collector = OutputCollector(s).start()
     try:
         w1 = _start(s, tmp_path, "w1")
-        deadline = time.monotonic() + 60
-        while collector.processed < len(vitals) // 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: collector.processed >= len(vitals) // 3, 60,
+                   lambda: f"w1 processed {collector.processed} of {len(vitals)}",
+                   interval_s=0.01)
         w1.proc.send_signal(signal.SIGKILL)  # no commit, no flush: mid-batch
         w1.proc.wait()
         killed_at = collector.processed
@@ -112,7 +117,10 @@ def test_killed_worker_reprocesses_without_losing_or_changing_outputs(broker_set
         assert collector.wait_for(len(vitals), 90), (
             collector.processed, len(vitals), killed_at,
             [ln for ln in w2.metrics_text().splitlines() if ln.startswith("vigil_vitals")])
-        time.sleep(1)
+        # what w2 re-processed after the kill is re-published with the same ids; anything
+        # else would show once w2 has committed every record and every output is read
+        wait_finished(w2, collector, (s.topic_vitals,),
+                      what="every vitals record committed after the restart")
         w2.stop()
     finally:
         collector.stop()

@@ -9,12 +9,19 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T | None], timeout_s: float, what: Callable[[], str]) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what()`` at the deadline."""
+def wait_until(check: Callable[[], T | None], timeout_s: float, what: Callable[[], str] | str,
+               *, interval_s: float = 0.1) -> T:
+    """Poll ``check`` until it returns something truthy, and return that.
+
+    At the deadline, fail with ``what`` (a message, or a function that builds one then, to
+    show the state that was waited on). ``check`` runs at least once, and every
+    ``interval_s`` until the deadline.
+    """
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while True:
         got = check()
         if got:
             return got
-        time.sleep(0.1)
-    raise AssertionError(what())
+        if time.monotonic() >= deadline:
+            raise AssertionError(what if isinstance(what, str) else what())
+        time.sleep(interval_s)

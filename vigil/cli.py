@@ -179,7 +179,7 @@ def train(
 def evaluate(
     data: Annotated[Path, typer.Option(help="PhysioNet 2019 and/or 2012 folder or .tar.gz.")],
     out: Annotated[Path, typer.Option(help="Where metrics.json and the PNG plots go.")] = Path("evaluation"),
-    model: Annotated[Path | None, typer.Option(help="Sepsis artifact directory (default: the shipped one).")] = None,
+    model: Annotated[Path | None, typer.Option(help="An artifact directory; it judges the kind it was trained for (default: the shipped ones).")] = None,
     patients: Annotated[int | None, typer.Option(help="Only the first N patients.")] = None,
     exclude_training: Annotated[bool, typer.Option(help="Leave out the artifact's training patients.")] = False,
 ) -> None:

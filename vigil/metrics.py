@@ -127,6 +127,11 @@ class Metrics:
             "vigil_patients_expired_total",
             "Patient states removed after VIGIL_PATIENT_TTL_S without records or active alerts.",
             registry=r)
+        self.sweeps = Counter(
+            "vigil_alert_sweeps_total",
+            "Overdue-alert sweeps completed (every VIGIL_ALERT_SWEEP_S while the vitals agent "
+            "consumes): escalations of quiet live feeds, removal of idle patients.",
+            registry=r)
         self.errors = Counter("vigil_processing_errors_total",
                               "Batches that failed outside per-record validation.", ["stage"],
                               registry=r)

@@ -64,11 +64,14 @@ def test_training_is_reproducible_and_writes_a_loadable_artifact(sample_2019, tm
 
     s = VigilSettings()
     cfg = TrainConfig(epochs=1, batch_size=256)
-    small = {"hidden": 8, "n_qubits": 3, "layers": 1}  # a quick circuit; same code path
+    small = {"hidden": 8, "n_qubits": 2, "layers": 1}  # a quick circuit; same code path
     r1 = run_training(sample_2019, tmp_path / "a", s, config=cfg, spec_overrides=small,
-                      progress=False, cache_dir=None, with_comparators=False)
+                      progress=False, cache_dir=None)
     r2 = run_training(sample_2019, tmp_path / "b", s, config=cfg, spec_overrides=small,
-                      progress=False, cache_dir=None, with_comparators=False)
+                      progress=False, cache_dir=None)
+    with pytest.raises(ValueError, match="LightGBM"):  # the stack needs its comparator
+        run_training(sample_2019, tmp_path / "c", s, config=cfg, spec_overrides=small,
+                     progress=False, cache_dir=None, with_comparators=False)
     a, b = ModelArtifact.load(tmp_path / "a"), ModelArtifact.load(tmp_path / "b")
     assert a.params_digest() == b.params_digest()  # seeded: same data, same parameters
     assert r1["split"] == r2["split"] and sum(r1["split"].values()) == 33

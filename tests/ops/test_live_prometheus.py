@@ -49,6 +49,7 @@ from vigil.stream.replay.timeline import Timeline
 from vigil.stream.topics import ensure_topics
 
 from ..test_e2e import bad_events
+from ..waiting import wait_until
 from .conftest import ROOT, RULE_FILES, load_tool, require
 
 pytestmark = pytest.mark.broker
@@ -154,17 +155,15 @@ class Proc:
                                          preexec_fn=die_with_parent)
 
     def wait_http(self, url: str, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
                 with urllib.request.urlopen(url, timeout=1) as r:
-                    if r.status == 200:
-                        return
+                    return r.status == 200
             except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{url} not ready: {self.log.read_text()[-3000:]}")
+                return False
+
+        wait_until(ready, timeout_s, lambda: f"{url} not ready: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
         stop_process(self.proc, 15.0)
@@ -309,6 +308,13 @@ def _acknowledge_open_alerts(s, collector: OutputCollector) -> int:  # type: ign
     return len(open_by_kind)
 
 
+def _unix(rfc3339: str | None) -> float:
+    """Seconds since the epoch of a timestamp of Prometheus's API (0 for none yet)."""
+    if not rfc3339 or rfc3339.startswith("0001-"):  # Go's zero time: never evaluated
+        return 0.0
+    return datetime.fromisoformat(rfc3339).timestamp()
+
+
 def _has_number(result: list[dict]) -> bool:
     """At least one sample that is a number: NaN (a quantile of nothing) is not data."""
     return any(r["value"][1] not in ("NaN", "+Inf", "-Inf") for r in result)
@@ -338,13 +344,25 @@ def test_every_dashboard_query_and_rule_returns_data_on_a_live_prometheus(stack)
     finally:
         collector.stop()
 
-    # Prometheus has scraped the final counts, and the rules have run on them a few times
-    deadline = time.monotonic() + 30
-    while (prom.value('sum(vigil_vitals_records_total{outcome=~"accepted|rejected"})') < produced
-           or prom.value('sum(vigil_alert_acks_total{outcome="acknowledged"})') < acked):
-        assert time.monotonic() < deadline, "Prometheus did not scrape the worker's final counts"
-        time.sleep(0.5)
-    time.sleep(4 * SCRAPE_S)
+    # Prometheus has scraped the final counts; then it has scraped the worker and run every
+    # rule group on them at least twice more (its API says when each last happened)
+    wait_until(lambda: (
+        prom.value('sum(vigil_vitals_records_total{outcome=~"accepted|rejected"})') >= produced
+        and prom.value('sum(vigil_alert_acks_total{outcome="acknowledged"})') >= acked),
+        30, "Prometheus did not scrape the worker's final counts", interval_s=0.5)
+    final_at = time.time()
+
+    def last_runs() -> list[tuple[str, float]]:
+        """(scrape target or rule group, Unix time it last ran)."""
+        targets = prom.get("/api/v1/targets")["data"]["activeTargets"]
+        groups = prom.get("/api/v1/rules")["data"]["groups"]
+        return ([(t["scrapeUrl"], _unix(t.get("lastScrape"))) for t in targets]
+                + [(g["name"], _unix(g.get("lastEvaluation"))) for g in groups])
+
+    wait_until(lambda: (runs := last_runs()) and all(at > final_at + SCRAPE_S
+                                                     for _, at in runs),
+               10 + 4 * SCRAPE_S, lambda: (f"not scraped and evaluated twice since "
+                                           f"{final_at:.3f}: {last_runs()}"), interval_s=0.2)
 
     targets = prom.get("/api/v1/targets")["data"]["activeTargets"]
     assert [t["health"] for t in targets] == ["up"], targets
@@ -402,13 +420,12 @@ def test_every_dashboard_query_and_rule_returns_data_on_a_live_prometheus(stack)
             "vigil_unit_vitals_records_total", "vigil_scored_rows_bucket"} <= known
 
     # 6. the silent unit pages: Prometheus fires, Alertmanager routes it to the webhook
-    deadline = time.monotonic() + 30
-    while not any(a["labels"].get("alertname") == "VigilUnitFeedSilent"
-                  and a["labels"].get("unit") == SILENT_UNIT and a["status"] == "firing"
-                  for a in hook.alerts()):
-        assert time.monotonic() < deadline, (
-            "no page for the silent unit", prom.get("/api/v1/alerts")["data"], hook.received)
-        time.sleep(0.25)
+    wait_until(lambda: any(a["labels"].get("alertname") == "VigilUnitFeedSilent"
+                           and a["labels"].get("unit") == SILENT_UNIT and a["status"] == "firing"
+                           for a in hook.alerts()),
+               30, lambda: str(("no page for the silent unit",
+                                prom.get("/api/v1/alerts")["data"], hook.received)),
+               interval_s=0.25)
     page = next(a for a in hook.alerts() if a["labels"].get("unit") == SILENT_UNIT)
     assert page["labels"]["severity"] == "critical"
     assert "No vitals from unit TEST-SILENT" in page["annotations"]["summary"]

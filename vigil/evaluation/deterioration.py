@@ -30,7 +30,16 @@ from vigil.evaluation.data import feature_table
 from vigil.evaluation.metrics import auprc, auroc, patient_days, patient_groups
 from vigil.evaluation.online_replay import replay_outcomes_event_time, stream_placement
 from vigil.evaluation.preonset import bootstrap_ranking, interval
-from vigil.evaluation.run import AGE_BANDS, PROXY_NOTE, _clean, _lifecycle, comparator_paths
+from vigil.evaluation.run import (
+    AGE_BANDS,
+    PROXY_NOTE,
+    _clean,
+    _lifecycle,
+    ablation_risks,
+    comparator_paths,
+    deployed_name,
+    stack_members,
+)
 from vigil.evaluation.scores import write_scores
 from vigil.kinds.deterioration import shipped_model
 from vigil.models.artifact import ModelArtifact
@@ -55,7 +64,7 @@ from vigil.stream.replay.physionet2012 import RECORD_HOURS
 __all__ = ["HORIZONS_H", "evaluate_deterioration", "highest_so_far"]
 
 HORIZONS_H = (12.0, 24.0, 48.0)  # hours since admission (2012 records end at 48 h)
-DEPLOYED = "deployed (hybrid + gbm + online)"
+DEPLOYED = "deployed (hybrid + gbm + online)"  # the shipped stack, as reports name it
 NEWS2_RULE = "NEWS2>=7 or red (rule)"
 
 
@@ -96,8 +105,8 @@ def evaluate_deterioration(data: Path, out: Path, settings: VigilSettings, *,
     groups = patient_groups(pat)
     y = np.array([died[g[0]] for g in groups])
     risks, levels, rule_alert = _risks(table, rows, artifact, model_dir, settings, stagger_hours)
-    deployed = DEPLOYED if DEPLOYED in risks else (
-        "hybrid-quantum" if "hybrid-quantum" in risks else NEWS2_RULE)
+    deployed = next((n for n in risks if n.startswith("deployed (")),
+                    "hybrid-quantum" if "hybrid-quantum" in risks else NEWS2_RULE)
     days = patient_days(hours, groups)
     report: dict = {
         "deployed": deployed, "label": "in-hospital death", "notes": [PROXY_NOTE, *notes],
@@ -123,7 +132,7 @@ def evaluate_deterioration(data: Path, out: Path, settings: VigilSettings, *,
         elif name == NEWS2_RULE:
             m.update(_alerting(_rising(rule_alert, groups), hours, groups, y, days))
         report["scorers"][name] = m
-    if model_dir is not None and DeployedStack.present(model_dir) and deployed == DEPLOYED:
+    if model_dir is not None and DeployedStack.present(model_dir) and deployed.startswith("deployed ("):
         report["by_alert_rate"] = _by_alert_rate(DeployedStack.load(model_dir),
                                                  risks[deployed][0], hours, groups, y, days,
                                                  settings)
@@ -209,20 +218,15 @@ def _risks(table: FeatureTable, rows: np.ndarray, artifact: ModelArtifact | None
                                         partitions=settings.partitions)
     p_online = replay_outcomes_event_time(combo.online, Z, died, pat, hours, admit, partition,
                                           known_after_h=RECORD_HOURS)
-    others = {"gbm": p_gbm} if p_gbm is not None else {}
+    others = stack_members(combo, risks)
     p_hybrid = risks["hybrid-quantum"][0]
     risks["online River"] = (p_online, 0.5)
-    risks[DEPLOYED] = (combo.stack(p_hybrid, p_online, others), combo.levels[0][0])
+    risks[deployed_name(combo)] = (combo.stack(p_hybrid, p_online, others), combo.levels[0][0])
     risks["deployed, no online learning"] = (
         combo.stack(p_hybrid, combo.online.predict(Z), others), combo.levels[0][0])
-    for name in (DEPLOYED, "deployed, no online learning"):
+    for name in (deployed_name(combo), "deployed, no online learning"):
         levels[name] = tuple(combo.levels)
-    for name, stack in combo.ablations.items():  # what the circuit adds (ranking only)
-        p_fixed = (risks["hybrid-classical"][0] if name.startswith("classical")
-                   else np.full(len(rows), 0.5))
-        if name.startswith("classical") and "hybrid-classical" not in risks:
-            continue
-        risks[f"deployed, {name}"] = (stack(p_fixed, p_online, others), combo.levels[0][0])
+    risks.update(ablation_risks(combo, risks, p_online, others, len(rows)))
     return risks, levels, rule_alert
 
 

@@ -37,6 +37,13 @@ def _runner(kind: AlertKind) -> Callable[..., dict]:
     return getattr(importlib.import_module(module), function)
 
 
+def _target(model: Path) -> str:
+    """The alert kind an artifact directory was trained for."""
+    import json
+
+    return str(json.loads((Path(model) / "artifact.json").read_text())["target"])
+
+
 def evaluate_kinds(data: Path, out: Path, settings: VigilSettings, *,
                    model: Path | None = None, limit: int | None = None,
                    exclude_training: bool = False) -> dict[str, dict]:
@@ -45,9 +52,11 @@ def evaluate_kinds(data: Path, out: Path, settings: VigilSettings, *,
     kinds = [k for k in registered(settings) if k.evaluation and k.evaluation.dataset in found]
     if not kinds:
         raise ValueError(f"no records of {', '.join(sorted(DATASETS))} in {data}")
+    target = _target(model) if model is not None else None
     summary: dict[str, dict] = {}
     for kind in kinds:
+        mine = model if target == kind.name else None  # an artifact judges its own kind
         report = _runner(kind)(data, out / kind.name if len(kinds) > 1 else out, settings,
-                               model_dir=model, limit=limit, exclude_training=exclude_training)
+                               model_dir=mine, limit=limit, exclude_training=exclude_training)
         summary[kind.name] = {k: report[k] for k in SUMMARY_KEYS if k in report}
     return summary

@@ -242,6 +242,12 @@ def _differences(boot: dict, point: dict[str, float], deployed: str) -> dict[str
                                 "single model"),
         "circuit: quantum - classical ablation": ("hybrid-quantum", "hybrid-classical",
                                                   "the circuit against a same-size dense layer"),
+        "the circuit in the deployed stack": (
+            deployed, "deployed, without the circuit",
+            "the deployed stack against the same stack refitted without the circuit"),
+        "the circuit vs a classical layer in the stack": (
+            deployed, "deployed, classical layer for the circuit",
+            "the deployed stack against the same stack with the same-size classical layer"),
         "online learning, today's replay": (deployed, NO_ONLINE, "all online learning as "
                                             "replayed today"),
         "online learning from other patients (unit adaptation)": (

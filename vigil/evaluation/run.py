@@ -54,12 +54,13 @@ from vigil.models.clinical import (
     ClinicalInputs,
     clinical_details,
 )
-from vigil.models.deployed import DeployedSepsis
+from vigil.models.deployed import DeployedSepsis, DeployedStack
 from vigil.models.hybrid_scorer import HybridScorer
 from vigil.settings import VigilSettings
 from vigil.stream.offline import FeatureTable
 
-__all__ = ["AGE_BANDS", "PROXY_NOTE", "comparator_paths", "evaluate_sepsis"]
+__all__ = ["AGE_BANDS", "PROXY_NOTE", "ablation_risks", "comparator_paths", "deployed_name",
+           "evaluate_sepsis", "stack_members"]
 
 AGE_BANDS = ((0, 45, "<45"), (45, 65, "45-64"), (65, 80, "65-79"), (80, 200, ">=80"))
 
@@ -191,14 +192,48 @@ def _sepsis_risks(table: FeatureTable, rows: np.ndarray, artifact: ModelArtifact
         return risks, "hybrid-quantum", tuple(artifact.levels)
     combo = DeployedSepsis.load(model_dir)
     p_hybrid = risks["hybrid-quantum"][0]
+    others = stack_members(combo, risks)
     Z = artifact.normaliser.transform(table.X[rows])
     p_online = replay_online(combo.online, Z, y, pat)
     if "online_threshold" in combo.metrics:
         risks["online River"] = (p_online, float(combo.metrics["online_threshold"]))
-    risks["deployed (hybrid + online)"] = (combo.stack(p_hybrid, p_online), combo.levels[0][0])
+    deployed = deployed_name(combo)
+    risks[deployed] = (combo.stack(p_hybrid, p_online, others), combo.levels[0][0])
     risks["deployed, no online learning"] = (
-        combo.stack(p_hybrid, combo.online.predict(Z)), combo.levels[0][0])
-    return risks, "deployed (hybrid + online)", tuple(combo.levels)
+        combo.stack(p_hybrid, combo.online.predict(Z), others), combo.levels[0][0])
+    risks.update(ablation_risks(combo, risks, p_online, others, len(rows)))
+    return risks, deployed, tuple(combo.levels)
+
+
+def deployed_name(combo: DeployedStack) -> str:
+    """The deployed stack as reports name it: ``"deployed (hybrid + gbm + online)"``."""
+    return f"deployed ({' + '.join(['hybrid', *(n for n, _ in combo.stack.members), 'online'])})"
+
+
+def stack_members(combo: DeployedStack, risks: dict[str, tuple[np.ndarray, float]]
+                  ) -> dict[str, np.ndarray]:
+    """The risks of the stack's other fixed members, from the comparators scored beside it."""
+    missing = [n for n, _ in combo.stack.members if n not in risks]
+    if missing:
+        raise ValueError(f"the deployed stack needs {missing}: its comparators are missing")
+    return {n: risks[n][0] for n, _ in combo.stack.members}
+
+
+def ablation_risks(combo: DeployedStack, risks: dict[str, tuple[np.ndarray, float]],
+                   p_online: np.ndarray, others: dict[str, np.ndarray], n: int
+                   ) -> dict[str, tuple[np.ndarray, float]]:
+    """The stack refitted without the circuit, or with its classical ablation in its place
+    (fitted at training time on the same validation rows): what the circuit adds."""
+    out = {}
+    for name, stack in combo.ablations.items():
+        if name.startswith("classical"):
+            if "hybrid-classical" not in risks:
+                continue
+            p_fixed = risks["hybrid-classical"][0]
+        else:
+            p_fixed = np.full(n, 0.5)
+        out[f"deployed, {name}"] = (stack(p_fixed, p_online, others), combo.levels[0][0])
+    return out
 
 
 def _online_variants(table: FeatureTable, rows: np.ndarray, artifact: ModelArtifact,
@@ -220,6 +255,7 @@ def _online_variants(table: FeatureTable, rows: np.ndarray, artifact: ModelArtif
     y, pat, hours = table.label[rows], table.patient[rows], table.hours[rows]
     Z = artifact.normaliser.transform(table.X[rows])
     p_hybrid = risks["hybrid-quantum"][0]
+    others = stack_members(combo, risks)
     online_t = float(combo.metrics.get("online_threshold", np.nan))
     admit, partition = stream_placement(table.source_ids, table.datasets,
                                         settings.pseudonym_key.get_secret_value(),
@@ -235,7 +271,7 @@ def _online_variants(table: FeatureTable, rows: np.ndarray, artifact: ModelArtif
     out: dict[str, tuple[np.ndarray, float]] = {}
     for mode, p_online in replays.items():
         out[f"online River, {mode}"] = (p_online, online_t)
-        out[f"deployed, {mode}"] = (combo.stack(p_hybrid, p_online), combo.levels[0][0])
+        out[f"deployed, {mode}"] = (combo.stack(p_hybrid, p_online, others), combo.levels[0][0])
     notes = {
         "today": "patients one after another; each hour's label learned 6 h after the hour, "
                  "the rest at the end of the stay (vigil.models.online.replay_online)",

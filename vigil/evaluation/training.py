@@ -11,7 +11,8 @@ ever positive (seed 42); the training patients are split again 80/20 into fit an
 * its ablation with the circuit replaced by a classical layer of the same parameter count;
 * LightGBM on the raw features;
 * the online River model warm-started on the fit rows, and the deployed stack of the hybrid,
-  River and the kind's other members (LightGBM for deterioration), fitted on validation.
+  River and the kind's other members (LightGBM), fitted on validation (sepsis: on the
+  hours before onset).
 
 The artifact records the training and validation patients, so ``vigil evaluate`` can warn
 when asked to score them; the held-out patients are what evaluation reports on.
@@ -37,6 +38,7 @@ from vigil.evaluation.metrics import (
     patient_groups,
     split_by_patient,
 )
+from vigil.evaluation.preonset import pre_onset_rows
 from vigil.evaluation.run import comparator_paths
 from vigil.kinds import Training, kind_named
 from vigil.models.artifact import ModelArtifact
@@ -251,7 +253,14 @@ def _stack_deployed(task: _Task, quantum: tuple[HybridSpec, dict, tuple[float, f
         members_v["gbm"] = gbm.predict(table.X[d.rv])
         members_t["gbm"] = gbm.predict(table.X[d.rt])
         files["gbm"] = "comparators/gbm.txt"
-    stack = Stack.fit(p_hybrid_v, p_online_v, d.yv, members_v or None)
+    fit = (pre_onset_rows(d.yv, d.hv, d.pv) if task.training.stack_on == "pre_onset"
+           else np.ones(len(d.yv), bool))
+
+    def fitted(p_fixed: np.ndarray, members: dict[str, np.ndarray]) -> Stack:
+        return Stack.fit(p_fixed[fit], p_online_v[fit], d.yv[fit],
+                         {n: v[fit] for n, v in members.items()} or None)
+
+    stack = fitted(p_hybrid_v, members_v)
     risk_v = stack(p_hybrid_v, p_online_v, members_v)
     levels, threshold, rate_levels = task.levels(d.yv, d.hv, d.pv, risk_v)
     if not rate_levels:
@@ -260,6 +269,7 @@ def _stack_deployed(task: _Task, quantum: tuple[HybridSpec, dict, tuple[float, f
     p_test = stack(apply_platt(predict_logits(spec, params, d.Xt), *calib), online.predict(d.Xt),
                    members_t)
     metrics = {"learns_from": task.training.learns_from, "threshold": threshold,
+               "stack_fitted_on": task.training.stack_on,
                "online_validation_auroc": auroc(d.yv, p_online_v),
                "validation_auroc": auroc(d.yv, risk_v),
                "test_auroc_without_online_learning": auroc(d.yt, p_test),
@@ -270,13 +280,11 @@ def _stack_deployed(task: _Task, quantum: tuple[HybridSpec, dict, tuple[float, f
             d.yv, p_online_v, d.pv)
     ablations: dict[str, Stack] = {}
     if members_v:  # the circuit has company: what would the stack be without it?
-        ablations["without the circuit"] = Stack.fit(np.full(len(d.yv), 0.5), p_online_v,
-                                                     d.yv, members_v)
+        ablations["without the circuit"] = fitted(np.full(len(d.yv), 0.5), members_v)
     if classical is not None:
         c_spec, c_params, c_calib, _ = classical
         p_classical_v = apply_platt(predict_logits(c_spec, c_params, d.Xv), *c_calib)
-        ablations["classical layer for the circuit"] = Stack.fit(
-            p_classical_v, p_online_v, d.yv, members_v or None)
+        ablations["classical layer for the circuit"] = fitted(p_classical_v, members_v)
     return DeployedStack(stack, levels, online, metrics, tuple(rate_levels), files, ablations)
 
 

@@ -74,6 +74,10 @@ class Training:
     stack: tuple[str, ...] = ()
     #: default alerts per patient-day when the levels come from alert rates
     alerts_per_patient_day: float | None = None
+    #: the validation rows the stack is fitted on: "all", or "pre_onset" (a septic
+    #: patient's hours before onset and every hour of the others: an early warning is
+    #: worth what it says before the diagnosis is known)
+    stack_on: str = "all"
 
 
 @dataclass(frozen=True)

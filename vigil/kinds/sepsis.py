@@ -1,9 +1,10 @@
-"""Sepsis: the hybrid quantum model stacked with its online River model (or qSOFA).
+"""Sepsis: the hybrid quantum model stacked with LightGBM and its online River model (or qSOFA).
 
 Scorer: the shipped artifact (``vigil/artifacts/sepsis-hybrid-qnn``, or
-``VIGIL_SEPSIS_MODEL_PATH``): the hybrid circuit stacked with the online model that learns
-the delayed PhysioNet 2019 sepsis labels (``VIGIL_SEPSIS_ONLINE``); ``VIGIL_SEPSIS_SCORER=qsofa``
-uses the published qSOFA rule instead (Seymour 2016 / Sepsis-3).
+``VIGIL_SEPSIS_MODEL_PATH``): the hybrid circuit and LightGBM stacked with the online model
+that learns the delayed PhysioNet 2019 sepsis labels (``VIGIL_SEPSIS_ONLINE``), the stack
+fitted on the validation patients' hours before onset; ``VIGIL_SEPSIS_SCORER=qsofa`` uses
+the published qSOFA rule instead (Seymour 2016 / Sepsis-3).
 
 Levels: ``VIGIL_SEPSIS_LEVELS`` (or ``VIGIL_ALERT_LEVELS``) when set; else those the artifact
 chose on its validation patients for ``VIGIL_SEPSIS_ALERTS_PER_PATIENT_DAY``; else the
@@ -89,6 +90,8 @@ KIND = AlertKind(
                   "2020;48(2):210-217. doi:10.13026/v64v-d857"),
         label="sepsis (PhysioNet 2019 hourly label: 1 from 6 h before Sepsis-3 onset)",
         learns_from="sepsis",
-        objective="utility"),
+        objective="utility",
+        stack=("gbm",),
+        stack_on="pre_onset"),
     description="Sepsis in the next hours: the hybrid quantum model with online learning.",
 )
