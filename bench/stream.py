@@ -13,6 +13,10 @@
 4. Latency: fresh records at ``--rate`` per second; a record's latency is from its Kafka
    timestamp (producer) to the Kafka timestamp of its score / alert (published).
 
+5. Ceilings, in this process on the same records: the processor without Kafka or faust,
+   and the deployed scorers alone (every kind) on the same feature rows; the worker's
+   ratio to the scorers says how much of a record's cost is the model.
+
 Prints a table, then one JSON line.
 """
 
@@ -74,6 +78,32 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def ceilings(s: VigilSettings, backlog: Timeline) -> tuple[float, float]:
+    """(processor records/s, scorers records/s) on the backlog's own records, in process.
+
+    The processor: validation, windows, features, every kind's scorer, the lifecycle and
+    explanations, as the worker runs them, without Kafka or faust. The scorers alone: the
+    same feature rows (from the one feature function, as evaluation builds them) through
+    every deployed scorer in the worker's fixed-shape batches: the model's own ceiling.
+    """
+    from vigil.models.base import score_padded
+    from vigil.stream.offline import build_feature_table, run_offline
+    from vigil.stream.processor import build_processor
+
+    proc = build_processor(s)
+    proc.warm_up()
+    records = [(r.key, r.value) for r in backlog if r.topic == "vitals"]
+    t0 = time.perf_counter()
+    run_offline(proc, records, now_ms=int(time.time() * 1000), partitions=s.partitions)
+    proc_rps = len(records) / (time.perf_counter() - t0)
+    table = build_feature_table(backlog.stays, s, workers=1, progress=False)
+    X = table.X[table.has_record]
+    t0 = time.perf_counter()
+    for scorer in proc.scorers.values():
+        score_padded(scorer, X, proc.score_batch_size)
+    return proc_rps, len(X) / (time.perf_counter() - t0)
 
 
 def main() -> int:
@@ -141,6 +171,8 @@ def main() -> int:
         score_lat = [lat for ing, lat in collector.score_latency_ms if ing >= phase_ms]
         alert_lat = [lat for ing, lat in collector.alert_latency_ms if ing >= phase_ms]
 
+    console.print("ceilings in this process: the processor without Kafka, the scorers alone …")
+    proc_rps, scorer_rps = ceilings(s, backlog)
     p50, p99 = pct(alert_lat, 0.5), pct(alert_lat, 0.99)
     t = Table(title=f"Vigil stream benchmark ({n:,} records, {obs:,} observations, "
                     f"{args.partitions} partitions)")
@@ -154,6 +186,10 @@ def main() -> int:
     t.add_row(f"score latency p50 / p99 at {args.rate:.0f}/s",
               f"{pct(score_lat, .5):.1f} / {pct(score_lat, .99):.1f} ms")
     t.add_row(f"alert latency p50 / p99 ({len(alert_lat)} alerts)", f"{p50:.1f} / {p99:.1f} ms")
+    t.add_row("processor alone (no Kafka, no faust): records/s", f"{proc_rps:,.0f}")
+    t.add_row("deployed scorers alone (every kind, fixed-shape batches): records/s",
+              f"{scorer_rps:,.0f}")
+    t.add_row("worker / scorers alone", f"{rps / scorer_rps:.3f}")
     t.add_row("outputs published twice (deduplicated)", str(collector.duplicates))
     console.print(t)
     print(json.dumps({
@@ -168,6 +204,9 @@ def main() -> int:
         "records": n,
         "latency_rate_per_s": args.rate,
         "alerts_in_latency_phase": len(alert_lat),
+        "processor_records_per_s": round(proc_rps, 1),
+        "scorer_records_per_s": round(scorer_rps, 1),
+        "ratio_vs_scorer": round(rps / scorer_rps, 4),
     }))
     return 0
 

@@ -103,3 +103,13 @@ def test_a_gradient_scorer_with_wrong_attributions_fails_at_every_distance(score
 
     with pytest.raises(AssertionError, match="even next to the reference row"):
         check_attributions_add_up(Doubled(), rows)  # type: ignore[arg-type]
+
+
+def test_tree_explanations_skip_the_padding_rows(scorers, rows) -> None:
+    """TreeSHAP costs milliseconds a row: the processor's NaN padding must cost nothing and
+    change nothing."""
+    gbm = scorers["deterioration-gbm"]
+    padded = np.vstack([rows, np.full((56, rows.shape[1]), np.nan)])
+    c = gbm.attribute(padded)
+    np.testing.assert_allclose(c[:len(rows)], gbm.attribute(rows))
+    assert not c[len(rows):].any() and c[:len(rows)].any()
