@@ -137,7 +137,7 @@ def tls_settings(tls: TlsBroker, tmp_path: Path) -> VigilSettings:
     tag = uuid.uuid4().hex[:8]
     return tls.settings(
         app_id=f"vigil-tls-{tag}", partitions=2, data_dir=str(tmp_path / "state"),
-        web_port=free_port(), sepsis_scorer="qsofa",
+        web_port=free_port(), sepsis_scorer="qsofa", deterioration_scorer="news2",
         **{f"topic_{t}": f"tls{tag}.{t}" for t in ("vitals", "scores", "alerts", "labels",
                                                    "dlq", "acks")})
 
