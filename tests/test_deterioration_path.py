@@ -28,8 +28,8 @@ from vigil.stream.replay.replayer import replay_timeline
 from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.timeline import Timeline
 from vigil.stream.topics import changelog_topic, ensure_topics
-from vigil.wire.durations import HOUR_MS
 
+from .streamed import assert_stream_equals_evaluation, streamed_risks, warm_stack_risks
 from .waiting import wait_until
 
 
@@ -50,23 +50,6 @@ def test_the_deterioration_kind_deploys_the_trained_stack_and_falls_back_to_news
         build_processor(VigilSettings(deterioration_model_path=str(tmp_path)))
 
 
-def _scores(s, timeline, stays) -> dict:  # type: ignore[no-untyped-def]
-    from kafka import KafkaConsumer
-
-    from vigil.wire.records import SCORE_DECODER
-
-    c = KafkaConsumer(s.topic_scores, bootstrap_servers=s.bootstrap_servers,
-                      auto_offset_reset="earliest", consumer_timeout_ms=5000)
-    admit = {timeline.patient_key(st): timeline.admit_ms(i) for i, st in enumerate(stays)}
-    out = {}
-    for msg in c:
-        sc = SCORE_DECODER.decode(msg.value)
-        h = round((sc.event_time.timestamp() * 1000 - admit[sc.patient]) / HOUR_MS, 3)
-        out[(sc.patient, h)] = sc.risks["deterioration"]
-    c.close()
-    return out
-
-
 @pytest.mark.broker
 def test_stream_deterioration_scores_equal_evaluation_scores_and_outcomes_are_learned(
         broker_settings, sample_2012, tmp_path) -> None:
@@ -82,26 +65,16 @@ def test_stream_deterioration_scores_equal_evaluation_scores_and_outcomes_are_le
         w.wait_ready(timeout_s=120)
         stats = replay_timeline(s, timeline, progress=False, include_labels=False)
         assert collector.wait_for(stats.vitals, 120)
-        scores = _scores(s, timeline, stays)
+        scores = streamed_risks(s, timeline, "deterioration")
         assert len(scores) == stats.vitals
 
         table = build_feature_table(stays, s, workers=1, progress=False)
         artifact = ModelArtifact.load(shipped_model())
         deployed = DeployedStack.load(shipped_model())
-        gbm = GbmScorer.load_file(shipped_model() / "comparators" / "gbm.txt", table.names,
-                                  "deterioration")
         rows = np.flatnonzero(table.has_record)
-        X = table.X[rows]
         # no labels flowed yet: the online model is still its warm start
-        risk = deployed.stack(HybridScorer(artifact, table.names).risk_batch(X),
-                              deployed.online.predict(artifact.normaliser.transform(X)),
-                              {"gbm": gbm.score_batch(X).risk})
-        compared = 0
-        for r, value in zip(rows, risk):
-            key = (timeline.patient_key(stays[table.patient[r]]), round(float(table.hours[r]), 3))
-            assert scores[key] == pytest.approx(value, abs=1e-6), key
-            compared += 1
-        assert compared == len(scores)
+        assert_stream_equals_evaluation(scores, timeline, table, rows,
+                                        warm_stack_risks(shipped_model(), table, rows))
 
         # the stays' outcomes (one death label per stay, at its last record) now arrive
         from kafka import KafkaProducer

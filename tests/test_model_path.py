@@ -17,8 +17,7 @@ import pytest
 
 from vigil.kinds.sepsis import shipped_model
 from vigil.models.artifact import ModelArtifact
-from vigil.models.deployed import DeployedSepsis, StackedScorer
-from vigil.models.gbm import GbmScorer
+from vigil.models.deployed import StackedScorer
 from vigil.models.hybrid_scorer import HybridScorer
 from vigil.runtime import OutputCollector, WorkerProcess
 from vigil.stream.offline import build_feature_table
@@ -30,6 +29,7 @@ from vigil.stream.topics import ensure_topics
 from vigil.wire.durations import HOUR_MS
 from vigil.wire.records import LabelRecord, encode
 
+from .streamed import assert_stream_equals_evaluation, streamed_risks, warm_stack_risks
 from .waiting import wait_until
 
 
@@ -54,7 +54,6 @@ def test_stream_scores_equal_evaluation_scores(broker_settings, sample_2019, tmp
     stays = load_stays(sample_2019, 5)
     timeline = Timeline(stays, s.pseudonym_key.get_secret_value(), now_ms=int(time.time() * 1000))
     collector = OutputCollector(s).start()
-    scores = {}
     try:
         w = WorkerProcess(s, web_port=s.web_port, log_path=tmp_path / "w.log").start()
         w.wait_ready(timeout_s=120)
@@ -63,38 +62,14 @@ def test_stream_scores_equal_evaluation_scores(broker_settings, sample_2019, tmp
         w.stop()
     finally:
         collector.stop()
-    # the scores topic, read back: (patient, hours since admission) -> risk
-    from kafka import KafkaConsumer
-
-    from vigil.wire.records import SCORE_DECODER
-
-    c = KafkaConsumer(s.topic_scores, bootstrap_servers=s.bootstrap_servers,
-                      auto_offset_reset="earliest", consumer_timeout_ms=5000)
-    admit = {timeline.patient_key(st): timeline.admit_ms(i) for i, st in enumerate(stays)}
-    for msg in c:
-        sc = SCORE_DECODER.decode(msg.value)
-        h = round((sc.event_time.timestamp() * 1000 - admit[sc.patient]) / HOUR_MS, 3)
-        scores[(sc.patient, h)] = sc.risks["sepsis"]
-    c.close()
+    scores = streamed_risks(s, timeline, "sepsis")
     assert len(scores) == stats.vitals
 
     table = build_feature_table(stays, s, workers=1, progress=False)
-    artifact = ModelArtifact.load(shipped_model())
-    deployed = DeployedSepsis.load(shipped_model())
     rows = np.flatnonzero(table.has_record)
-    X = table.X[rows]
     # no labels flowed, so every partition's online model is still the warm start
-    gbm = GbmScorer.load_file(shipped_model() / "comparators" / "gbm.txt", table.names, "sepsis")
-    risk = deployed.stack(HybridScorer(artifact, table.names).risk_batch(X),
-                          deployed.online.predict(artifact.normaliser.transform(X)),
-                          {"gbm": gbm.score_batch(X).risk})
-    compared = 0
-    for r, value in zip(rows, risk):
-        key = (timeline.patient_key(stays[table.patient[r]]), round(float(table.hours[r]), 3))
-        assert key in scores, key
-        assert scores[key] == pytest.approx(value, abs=1e-6), key
-        compared += 1
-    assert compared == len(scores)  # every streamed score has its evaluation twin
+    assert_stream_equals_evaluation(scores, timeline, table, rows,
+                                    warm_stack_risks(shipped_model(), table, rows))
 
 
 @pytest.mark.broker
