@@ -15,14 +15,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vigil.alerts.lifecycle import Rules
 from vigil.alerts.policy import Policy
 from vigil.models.base import Scorer
 from vigil.settings import VigilSettings
 
-__all__ = ["ActiveKind", "AlertKind", "Evaluation", "Levels", "Training", "plain_headline",
-           "rules_from"]
+__all__ = ["ActiveKind", "AlertKind", "Evaluation", "Levels", "Training", "chosen_levels",
+           "load_stack", "plain_headline", "rules_from"]
 
 Levels = tuple[tuple[float, str], ...]
 
@@ -32,6 +33,35 @@ def rules_from(settings: VigilSettings) -> Rules:
     return Rules(clear_after_ms=settings.alert_clear_after_s * 1000,
                  refractory_ms=settings.alert_refractory_s * 1000,
                  escalate_after_ms=settings.alert_escalate_after_s * 1000)
+
+
+def load_stack(path: Path, settings: VigilSettings, feature_names: tuple[str, ...], *,
+               online: bool, learns_from: str, state_prefix: bytes) -> Scorer:
+    """A trained kind's deployed scorer from its artifact directory: the hybrid, stacked with
+    its members and online model when the artifact has a stack and ``online`` is on."""
+    from vigil.models.deployed import DeployedStack, StackedScorer
+    from vigil.models.hybrid_scorer import HybridScorer
+
+    hybrid = HybridScorer.load(path, feature_names, settings.window_lengths_s,
+                               settings.allowed_lateness_s)
+    if not (online and DeployedStack.present(path)):
+        return hybrid
+    return StackedScorer.around(hybrid, path, learns_from=learns_from, state_prefix=state_prefix)
+
+
+def chosen_levels(explicit: Levels | None, rate: float | None, scorer: Scorer,
+                  rate_setting: str) -> Levels:
+    """Explicit levels when set; else the artifact's levels for alert ``rate`` (per
+    patient-day, after the lifecycle); else the scorer's own."""
+    if explicit:
+        return tuple(explicit)
+    if rate is not None:
+        levels_for_rate = getattr(scorer, "levels_for_rate", None)
+        if levels_for_rate is None:
+            raise ValueError(f"{rate_setting} needs the trained model with online learning "
+                             "(its artifact holds the levels by alert rate)")
+        return levels_for_rate(rate)
+    return tuple(scorer.levels)
 
 
 def plain_headline(scorer: str, risk: float, details: Mapping[str, float]) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 
-from vigil.kinds.base import AlertKind, Evaluation, Levels, Training
+from vigil.kinds.base import AlertKind, Evaluation, Levels, Training, chosen_levels, load_stack
 from vigil.models.base import Scorer
 from vigil.settings import VigilSettings
 
@@ -54,29 +54,15 @@ def build(settings: VigilSettings, feature_names: tuple[str, ...]) -> Scorer:
             raise FileNotFoundError(f"no deterioration artifact in {path}")
         log.warning("no deterioration artifact shipped: NEWS2 scores deterioration")
         return News2Scorer(feature_names)
-    from vigil.models.deployed import DeployedStack, StackedScorer
-    from vigil.models.hybrid_scorer import HybridScorer
-
-    hybrid = HybridScorer.load(path, feature_names, settings.window_lengths_s,
-                               settings.allowed_lateness_s)
-    if not (settings.deterioration_online and DeployedStack.present(path)):
-        return hybrid
-    return StackedScorer.around(hybrid, path, learns_from="death",
-                                state_prefix=b"#online/deterioration/")
+    return load_stack(path, settings, feature_names, online=settings.deterioration_online,
+                      learns_from="death", state_prefix=b"#online/deterioration/")
 
 
 def choose_levels(settings: VigilSettings, scorer: Scorer) -> Levels:
-    explicit = settings.deterioration_levels or settings.alert_levels.get("deterioration")
-    if explicit:
-        return tuple(explicit)
-    rate = settings.deterioration_alerts_per_patient_day
-    if rate is not None:
-        levels_for_rate = getattr(scorer, "levels_for_rate", None)
-        if levels_for_rate is None:
-            raise ValueError("VIGIL_DETERIORATION_ALERTS_PER_PATIENT_DAY needs the trained "
-                             "deterioration model with online learning")
-        return levels_for_rate(rate)
-    return tuple(scorer.levels)
+    return chosen_levels(
+        settings.deterioration_levels or settings.alert_levels.get("deterioration"),
+        settings.deterioration_alerts_per_patient_day, scorer,
+        "VIGIL_DETERIORATION_ALERTS_PER_PATIENT_DAY")
 
 
 def headline(scorer: str, risk: float, details: Mapping[str, float]) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 
-from vigil.kinds.base import AlertKind, Evaluation, Levels, Training
+from vigil.kinds.base import AlertKind, Evaluation, Levels, Training, chosen_levels, load_stack
 from vigil.models.base import Scorer
 from vigil.settings import VigilSettings
 
@@ -37,28 +37,15 @@ def build(settings: VigilSettings, feature_names: tuple[str, ...]) -> Scorer:
 
     if settings.sepsis_scorer == "qsofa":
         return QsofaScorer(feature_names)
-    from vigil.models.deployed import DeployedStack, StackedScorer
-    from vigil.models.hybrid_scorer import HybridScorer
-
-    path = model_path(settings)
-    hybrid = HybridScorer.load(path, feature_names, settings.window_lengths_s,
-                               settings.allowed_lateness_s)
-    if not (settings.sepsis_online and DeployedStack.present(path)):
-        return hybrid
-    return StackedScorer.around(hybrid, path)
+    return load_stack(model_path(settings), settings, feature_names,
+                      online=settings.sepsis_online, learns_from="sepsis",
+                      state_prefix=b"#online/")
 
 
 def choose_levels(settings: VigilSettings, scorer: Scorer) -> Levels:
-    explicit = settings.sepsis_levels or settings.alert_levels.get("sepsis")
-    if explicit:
-        return tuple(explicit)
-    if settings.sepsis_alerts_per_patient_day is not None:
-        levels_for_rate = getattr(scorer, "levels_for_rate", None)
-        if levels_for_rate is None:
-            raise ValueError("VIGIL_SEPSIS_ALERTS_PER_PATIENT_DAY needs the deployed model with "
-                             "online learning (its artifact holds the levels by alert rate)")
-        return levels_for_rate(settings.sepsis_alerts_per_patient_day)
-    return tuple(scorer.levels)
+    return chosen_levels(settings.sepsis_levels or settings.alert_levels.get("sepsis"),
+                         settings.sepsis_alerts_per_patient_day, scorer,
+                         "VIGIL_SEPSIS_ALERTS_PER_PATIENT_DAY")
 
 
 def headline(scorer: str, risk: float, details: Mapping[str, float]) -> str:
