@@ -1,0 +1,63 @@
+"""The stream = evaluation comparison both trained kinds' tests make (test_model_path,
+test_deterioration_path): the scores topic read back by hour, the evaluation's risk of the
+deployed stack before any label, and the record-by-record comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vigil.models.artifact import ModelArtifact
+from vigil.models.deployed import DeployedStack
+from vigil.models.gbm import GbmScorer
+from vigil.models.hybrid_scorer import HybridScorer
+from vigil.settings import VigilSettings
+from vigil.stream.offline import FeatureTable
+from vigil.stream.replay.timeline import Timeline
+from vigil.wire.durations import HOUR_MS
+
+
+def streamed_risks(s: VigilSettings, timeline: Timeline, kind: str) -> dict:
+    """The scores topic, read back: (patient, hours since admission) -> the kind's risk."""
+    from kafka import KafkaConsumer
+
+    from vigil.wire.records import SCORE_DECODER
+
+    c = KafkaConsumer(s.topic_scores, bootstrap_servers=s.bootstrap_servers,
+                      auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    admit = {timeline.patient_key(st): timeline.admit_ms(i)
+             for i, st in enumerate(timeline.stays)}
+    out = {}
+    for msg in c:
+        sc = SCORE_DECODER.decode(msg.value)
+        h = round((sc.event_time.timestamp() * 1000 - admit[sc.patient]) / HOUR_MS, 3)
+        out[(sc.patient, h)] = sc.risks[kind]
+    c.close()
+    return out
+
+
+def warm_stack_risks(directory: Path, table: FeatureTable, rows: np.ndarray) -> np.ndarray:
+    """The evaluation's risk of the deployed stack in ``directory`` before any label: the
+    hybrid, the stack's other members and the online model's warm start."""
+    artifact = ModelArtifact.load(directory)
+    deployed = DeployedStack.load(directory)
+    X = table.X[rows]
+    members = {n: GbmScorer.load_file(Path(directory) / f, table.names, artifact.target)
+               .score_batch(X).risk for n, f in deployed.member_files.items()}
+    return deployed.stack(HybridScorer(artifact, table.names).risk_batch(X),
+                          deployed.online.predict(artifact.normaliser.transform(X)), members)
+
+
+def assert_stream_equals_evaluation(scores: dict, timeline: Timeline, table: FeatureTable,
+                                    rows: np.ndarray, risk: np.ndarray) -> None:
+    """Every streamed score has its evaluation twin, equal to 1e-6, and nothing else."""
+    compared = 0
+    for r, value in zip(rows, risk):
+        key = (timeline.patient_key(timeline.stays[table.patient[r]]),
+               round(float(table.hours[r]), 3))
+        assert key in scores, key
+        assert scores[key] == pytest.approx(value, abs=1e-6), key
+        compared += 1
+    assert compared == len(scores)
