@@ -36,7 +36,7 @@ from vigil.evaluation.run import (
     _clean,
     _lifecycle,
     ablation_risks,
-    comparator_paths,
+    comparator_risks,
     deployed_name,
     stack_members,
 )
@@ -193,20 +193,9 @@ def _risks(table: FeatureTable, rows: np.ndarray, artifact: ModelArtifact | None
     risks["hybrid-quantum"] = (HybridScorer(artifact, table.names).risk_batch(X),
                                artifact.levels[0][0])
     levels["hybrid-quantum"] = tuple(artifact.levels)
-    paths = comparator_paths(model_dir)
-    if paths["hybrid-classical"].exists():
-        classical = ModelArtifact.load(paths["hybrid-classical"])
-        risks["hybrid-classical"] = (HybridScorer(classical, table.names).risk_batch(X),
-                                     classical.levels[0][0])
-        levels["hybrid-classical"] = tuple(classical.levels)
-    p_gbm = None
-    if paths["gbm"].exists():
-        import lightgbm as lgb
-
-        p_gbm = lgb.Booster(model_file=str(paths["gbm"])).predict(X)
-        thresholds = json.loads(paths["thresholds"].read_text())
-        risks["gbm"] = (p_gbm, float(thresholds["gbm"]))
-        levels["gbm"] = ((float(thresholds["gbm"]), "medium"),)
+    found, found_levels = comparator_risks(model_dir, table, X)
+    risks.update(found)
+    levels.update(found_levels)
     if not DeployedStack.present(model_dir):
         return risks, levels, rule_alert
     combo = DeployedStack.load(model_dir)

@@ -59,7 +59,8 @@ from vigil.models.hybrid_scorer import HybridScorer
 from vigil.settings import VigilSettings
 from vigil.stream.offline import FeatureTable
 
-__all__ = ["AGE_BANDS", "PROXY_NOTE", "ablation_risks", "comparator_paths", "deployed_name",
+__all__ = ["AGE_BANDS", "PROXY_NOTE", "ablation_risks", "comparator_paths", "comparator_risks",
+           "deployed_name",
            "evaluate_sepsis", "stack_members"]
 
 AGE_BANDS = ((0, 45, "<45"), (45, 65, "45-64"), (65, 80, "65-79"), (80, 200, ">=80"))
@@ -69,6 +70,29 @@ def comparator_paths(model_dir: Path) -> dict[str, Path]:
     d = Path(model_dir) / "comparators"
     return {"hybrid-classical": d / "hybrid-classical", "gbm": d / "gbm.txt",
             "thresholds": d / "thresholds.json"}
+
+
+def comparator_risks(model_dir: Path, table: FeatureTable, X: np.ndarray
+                     ) -> tuple[dict[str, tuple[np.ndarray, float]], dict[str, tuple]]:
+    """The artifact's comparators on rows ``X``: (risk, alert threshold) and levels of the
+    hybrid's classical ablation and of LightGBM, where the artifact has them."""
+    risks: dict[str, tuple[np.ndarray, float]] = {}
+    levels: dict[str, tuple] = {}
+    paths = comparator_paths(model_dir)
+    if paths["hybrid-classical"].exists():
+        classical = ModelArtifact.load(paths["hybrid-classical"])
+        risks["hybrid-classical"] = (HybridScorer(classical, table.names).risk_batch(X),
+                                     classical.levels[0][0])
+        levels["hybrid-classical"] = tuple(classical.levels)
+    if paths["gbm"].exists():
+        import lightgbm as lgb
+
+        thresholds = (json.loads(paths["thresholds"].read_text())
+                      if paths["thresholds"].exists() else {})
+        booster = lgb.Booster(model_file=str(paths["gbm"]))
+        risks["gbm"] = (booster.predict(X), float(thresholds.get("gbm", 0.02)))
+        levels["gbm"] = ((risks["gbm"][1], "medium"),)
+    return risks, levels
 
 
 def _clinical_risks(table: FeatureTable, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -177,17 +201,8 @@ def _sepsis_risks(table: FeatureTable, rows: np.ndarray, artifact: ModelArtifact
     }
     qnn = HybridScorer(artifact, table.names)
     risks["hybrid-quantum"] = (qnn.risk_batch(table.X[rows]), artifact.levels[0][0])
-    paths = comparator_paths(model_dir)
-    if paths["hybrid-classical"].exists():
-        classical = ModelArtifact.load(paths["hybrid-classical"])
-        risks["hybrid-classical"] = (HybridScorer(classical, table.names).risk_batch(table.X[rows]),
-                                     classical.levels[0][0])
-    if paths["gbm"].exists():
-        import lightgbm as lgb
-
-        thresholds = json.loads(paths["thresholds"].read_text()) if paths["thresholds"].exists() else {}
-        booster = lgb.Booster(model_file=str(paths["gbm"]))
-        risks["gbm"] = (booster.predict(table.X[rows]), float(thresholds.get("gbm", 0.02)))
+    found, _ = comparator_risks(model_dir, table, table.X[rows])
+    risks.update(found)
     if not DeployedSepsis.present(model_dir):
         return risks, "hybrid-quantum", tuple(artifact.levels)
     combo = DeployedSepsis.load(model_dir)

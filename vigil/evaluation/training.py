@@ -108,6 +108,12 @@ class _Task:
     training: Training
     settings: VigilSettings
 
+    @property
+    def stay_outcome(self) -> bool:
+        """The label is the stay's outcome on every row (death), not an onset in time:
+        what an AUROC objective means here (the utility needs an onset)."""
+        return self.training.objective != "utility"
+
     def levels(self, y: np.ndarray, hours: np.ndarray, patient: np.ndarray,
                risk: np.ndarray) -> tuple[tuple[tuple[float, str], ...], float, list[dict]]:
         """(levels, medium threshold, levels by alert rate) chosen on validation rows.
@@ -118,7 +124,8 @@ class _Task:
         if self.training.objective == "utility":
             threshold, _ = best_threshold(y, risk, patient)
             return levels_at(risk, threshold), threshold, []
-        rate_levels = _rate_levels(self.settings, y, hours, patient, risk, stay_outcome=True)
+        rate_levels = _rate_levels(self.settings, y, hours, patient, risk,
+                                   stay_outcome=self.stay_outcome)
         target = self.training.alerts_per_patient_day
         fitting = [e for e in rate_levels if e["alerts_per_patient_day"] <= (target or 0)]
         entry = (max(fitting, key=lambda e: e["alerts_per_patient_day"]) if fitting
@@ -265,7 +272,7 @@ def _stack_deployed(task: _Task, quantum: tuple[HybridSpec, dict, tuple[float, f
     levels, threshold, rate_levels = task.levels(d.yv, d.hv, d.pv, risk_v)
     if not rate_levels:
         rate_levels = _rate_levels(task.settings, d.yv, d.hv, d.pv, risk_v,
-                                   stay_outcome=task.training.objective != "utility")
+                                   stay_outcome=task.stay_outcome)
     p_test = stack(apply_platt(predict_logits(spec, params, d.Xt), *calib), online.predict(d.Xt),
                    members_t)
     metrics = {"learns_from": task.training.learns_from, "threshold": threshold,
