@@ -4,6 +4,9 @@ deployed stack before any label, and the record-by-record comparison."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,31 @@ from vigil.settings import VigilSettings
 from vigil.stream.offline import FeatureTable
 from vigil.stream.replay.timeline import Timeline
 from vigil.wire.durations import HOUR_MS
+
+
+@contextmanager
+def vitals_through_a_worker(s: VigilSettings, stays: list, log_dir: Path
+                            ) -> Iterator[tuple[Timeline, object, object]]:
+    """The stays' vitals (no labels) replayed through one worker until every record is
+    scored; yields (timeline, replay stats, worker), the worker still running."""
+    from vigil.runtime import OutputCollector, WorkerProcess
+    from vigil.stream.replay.replayer import replay_timeline
+    from vigil.stream.topics import ensure_topics
+
+    ensure_topics(s)
+    timeline = Timeline(stays, s.pseudonym_key.get_secret_value(), now_ms=int(time.time() * 1000))
+    collector = OutputCollector(s).start()
+    try:
+        w = WorkerProcess(s, web_port=s.web_port, log_path=Path(log_dir) / "w.log").start()
+        try:
+            w.wait_ready(timeout_s=120)
+            stats = replay_timeline(s, timeline, progress=False, include_labels=False)
+            assert collector.wait_for(stats.vitals, 120)
+            yield timeline, stats, w
+        finally:
+            w.stop()
+    finally:
+        collector.stop()
 
 
 def streamed_risks(s: VigilSettings, timeline: Timeline, kind: str) -> dict:

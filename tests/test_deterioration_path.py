@@ -9,8 +9,6 @@ online model learns them into its own table entry, apart from the sepsis one.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -20,16 +18,18 @@ from vigil.models.deployed import DeployedStack, StackedScorer
 from vigil.models.gbm import GbmScorer
 from vigil.models.hybrid_scorer import HybridScorer
 from vigil.models.online import OnlineModel
-from vigil.runtime import OutputCollector, WorkerProcess
 from vigil.settings import VigilSettings
 from vigil.stream.offline import build_feature_table
 from vigil.stream.processor import build_processor
-from vigil.stream.replay.replayer import replay_timeline
 from vigil.stream.replay.sources import load_stays
-from vigil.stream.replay.timeline import Timeline
-from vigil.stream.topics import changelog_topic, ensure_topics
+from vigil.stream.topics import changelog_topic
 
-from .streamed import assert_stream_equals_evaluation, streamed_risks, warm_stack_risks
+from .streamed import (
+    assert_stream_equals_evaluation,
+    streamed_risks,
+    vitals_through_a_worker,
+    warm_stack_risks,
+)
 from .waiting import wait_until
 
 
@@ -56,15 +56,8 @@ def test_stream_deterioration_scores_equal_evaluation_scores_and_outcomes_are_le
     from kafka import KafkaConsumer
 
     s = broker_settings.model_copy(update={"partitions": 1, "deterioration_scorer": "model"})
-    ensure_topics(s)
     stays = load_stays(sample_2012, 12)
-    timeline = Timeline(stays, s.pseudonym_key.get_secret_value(), now_ms=int(time.time() * 1000))
-    collector = OutputCollector(s).start()
-    try:
-        w = WorkerProcess(s, web_port=s.web_port, log_path=tmp_path / "w.log").start()
-        w.wait_ready(timeout_s=120)
-        stats = replay_timeline(s, timeline, progress=False, include_labels=False)
-        assert collector.wait_for(stats.vitals, 120)
+    with vitals_through_a_worker(s, stays, tmp_path) as (timeline, stats, _):
         scores = streamed_risks(s, timeline, "deterioration")
         assert len(scores) == stats.vitals
 
@@ -96,9 +89,6 @@ def test_stream_deterioration_scores_equal_evaluation_scores_and_outcomes_are_le
 
         model = wait_until(lambda: (m := learned()) is not None and m.labels_seen == 12 and m,
                            timeout_s=60, what="the deterioration model's 12 outcomes stored")
-        w.stop()
-    finally:
-        collector.stop()
     # what it learned is what the evaluation's replay learns: each stay's last record, in
     # the order the outcomes arrived
     Z = artifact.normaliser.transform(table.X)

@@ -29,7 +29,12 @@ from vigil.stream.topics import ensure_topics
 from vigil.wire.durations import HOUR_MS
 from vigil.wire.records import LabelRecord, encode
 
-from .streamed import assert_stream_equals_evaluation, streamed_risks, warm_stack_risks
+from .streamed import (
+    assert_stream_equals_evaluation,
+    streamed_risks,
+    vitals_through_a_worker,
+    warm_stack_risks,
+)
 from .waiting import wait_until
 
 
@@ -50,19 +55,9 @@ def test_shipped_artifact_loads_and_matches_the_feature_schema() -> None:
 @pytest.mark.broker
 def test_stream_scores_equal_evaluation_scores(broker_settings, sample_2019, tmp_path) -> None:
     s = broker_settings.model_copy(update={"sepsis_scorer": "model"})
-    ensure_topics(s)
     stays = load_stays(sample_2019, 5)
-    timeline = Timeline(stays, s.pseudonym_key.get_secret_value(), now_ms=int(time.time() * 1000))
-    collector = OutputCollector(s).start()
-    try:
-        w = WorkerProcess(s, web_port=s.web_port, log_path=tmp_path / "w.log").start()
-        w.wait_ready(timeout_s=120)
-        stats = replay_timeline(s, timeline, progress=False, include_labels=False)
-        assert collector.wait_for(stats.vitals, 120)
-        w.stop()
-    finally:
-        collector.stop()
-    scores = streamed_risks(s, timeline, "sepsis")
+    with vitals_through_a_worker(s, stays, tmp_path) as (timeline, stats, _):
+        scores = streamed_risks(s, timeline, "sepsis")
     assert len(scores) == stats.vitals
 
     table = build_feature_table(stays, s, workers=1, progress=False)
