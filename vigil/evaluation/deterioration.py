@@ -29,7 +29,7 @@ from vigil.alerts.policy import Policy
 from vigil.evaluation.data import feature_table
 from vigil.evaluation.metrics import auprc, auroc, patient_days, patient_groups
 from vigil.evaluation.online_replay import replay_outcomes_event_time, stream_placement
-from vigil.evaluation.preonset import bootstrap_ranking, interval
+from vigil.evaluation.preonset import bootstrap_ranking, interval, rising_by_patient
 from vigil.evaluation.run import (
     AGE_BANDS,
     PROXY_NOTE,
@@ -130,7 +130,7 @@ def evaluate_deterioration(data: Path, out: Path, settings: VigilSettings, *,
             m.update(_alerting(lifecycle[name][0], hours, groups, y, days))
             m["levels"] = [list(lv) for lv in levels[name]]
         elif name == NEWS2_RULE:
-            m.update(_alerting(_rising(rule_alert, groups), hours, groups, y, days))
+            m.update(_alerting(rising_by_patient(rule_alert, pat), hours, groups, y, days))
         report["scorers"][name] = m
     if model_dir is not None and DeployedStack.present(model_dir) and deployed.startswith("deployed ("):
         report["by_alert_rate"] = _by_alert_rate(DeployedStack.load(model_dir),
@@ -217,15 +217,6 @@ def _risks(table: FeatureTable, rows: np.ndarray, artifact: ModelArtifact | None
         levels[name] = tuple(combo.levels)
     risks.update(ablation_risks(combo, risks, p_online, others, len(rows)))
     return risks, levels, rule_alert
-
-
-def _rising(alert: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
-    from vigil.evaluation.metrics import rising_edges
-
-    out = np.zeros(len(alert), bool)
-    for g in groups:
-        out[g] = rising_edges(alert[g])
-    return out
 
 
 def _alerting(pages: np.ndarray, hours: np.ndarray, groups: list[np.ndarray], y: np.ndarray,
