@@ -21,6 +21,7 @@ from vigil.settings import VigilSettings
 from vigil.stream.batcher import MicroBatcher
 from vigil.stream.gaps import GapFiller
 from vigil.stream.handlers import AcksHandler, LabelsHandler, Sweeper, VitalsHandler
+from vigil.stream.label_queue import LabelClocks
 from vigil.stream.pages import add_pages
 from vigil.stream.processor import Processor
 from vigil.stream.publisher import OutputPublisher
@@ -59,10 +60,13 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
     async def ack_filled(partition: int, offsets: list[int]) -> None:
         await _ack_filled(app, settings.topic_vitals, partition, offsets)
 
-    vitals = VitalsHandler(settings, processor, store, publisher, gaps, metrics, ack_filled)
-    labels = LabelsHandler(settings, processor, store, publisher, metrics)
+    clocks = LabelClocks(highwater=lambda p: _highwater(app, settings.topic_labels, p),
+                         committed=lambda p: _committed(app, settings.topic_labels, p))
+    vitals = VitalsHandler(settings, processor, store, publisher, gaps, metrics, ack_filled,
+                           clocks)
+    labels = LabelsHandler(settings, processor, store, publisher, metrics, clocks)
     acks = AcksHandler(settings, processor, store, publisher, metrics)
-    sweeper = Sweeper(settings, processor, store, publisher, metrics)
+    sweeper = Sweeper(settings, processor, store, publisher, metrics, clocks)
 
     async def run(stream: faust.StreamT, handle: Callable[[list], Awaitable[None]],  # type: ignore[type-arg]
                   stage: str) -> None:
@@ -144,6 +148,22 @@ async def _ack_filled(app: faust.App, topic: str, partition: int, offsets: list[
                 start = o
         if o is not None:
             prev = o
+
+
+def _highwater(app: faust.App, topic: str, partition: int) -> int | None:
+    """The partition's end as the consumer's last fetch saw it (right on tansu, unlike
+    ListOffsets "latest"; see ../shared/notes/tansu-and-faust.md); None before a fetch."""
+    try:
+        return app.consumer.highwater(TP(topic, partition))
+    except Exception:  # not started, not assigned yet: unknown
+        return None
+
+
+def _committed(app: faust.App, topic: str, partition: int) -> int | None:
+    """The offset faust committed for the partition (where this worker began reading),
+    from faust-streaming 0.15's own bookkeeping (``Consumer._committed_offset``)."""
+    committed = getattr(app.consumer, "_committed_offset", None)
+    return None if committed is None else committed.get(TP(topic, partition))
 
 
 def _fatal(exc: BaseException) -> None:

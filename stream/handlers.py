@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 
 from vigil.metrics import Metrics
 from vigil.settings import VigilSettings
@@ -23,12 +23,22 @@ from vigil.stream.gaps import (
     missing_offsets,
     progress_key,
 )
+from vigil.stream.label_queue import (
+    LabelClocks,
+    LabelQueue,
+    Queued,
+    decode_queue,
+    encode_queue,
+    queue_key,
+)
 from vigil.stream.processor import BatchResult, Processor
 from vigil.stream.publisher import OutputPublisher
 from vigil.stream.tables import Changes, PatientStore
+from vigil.stream.validation import event_ms_of
 from vigil.wire.consumed import InRecord, dead_letter
 from vigil.wire.durations import HOUR_MS, dt_to_ms
 from vigil.wire.records import LABEL_DECODER, LabelRecord, Rejection, decode_wire, encode
+from vigil.wire.state import PatientState
 
 __all__ = ["AcksHandler", "LabelsHandler", "Sweeper", "VitalsHandler", "in_record"]
 
@@ -60,33 +70,115 @@ class _Handler:
         self.publisher = publisher
         self.metrics = metrics
 
+    def learn(self, due: list[Queued], partition: int,
+              state_of: Callable[[str], PatientState | None], by: str) -> None:
+        """Queued labels, in arrival order, into the models that learn their kind."""
+        for q in due:
+            label = LABEL_DECODER.decode(q.raw)  # validated when it was queued
+            outcome = self.processor.learn(label, state_of(label.patient), partition,
+                                           self.store.get)
+            self.metrics.online_labels.labels(outcome).inc()
+        self.metrics.labels_applied.labels(by).inc(len(due))
+
 
 class VitalsHandler(_Handler):
-    """Vitals micro-batches: fill gaps faust left, process, publish, store progress."""
+    """Vitals micro-batches: fill gaps faust left, learn the labels due on the way (see
+    :mod:`vigil.stream.label_queue`), process, publish, store progress."""
 
     def __init__(self, settings: VigilSettings, processor: Processor, store: PatientStore,
                  publisher: OutputPublisher, gaps: GapFiller, metrics: Metrics,
-                 ack_filled: Callable[[int, list[int]], Awaitable[None]]) -> None:
+                 ack_filled: Callable[[int, list[int]], Awaitable[None]],
+                 clocks: LabelClocks | None = None) -> None:
         super().__init__(settings, processor, store, publisher, metrics)
         self.gaps = gaps
         self.ack_filled = ack_filled  # tells faust that fetched offsets are done
+        self.clocks = clocks if clocks is not None else LabelClocks()
 
     async def __call__(self, events: list) -> None:  # type: ignore[type-arg]
+        batch = [in_record(e) for e in events]
+        await self.wait_for_labels(batch)
         async with self.store.lock:
-            await self.handle([in_record(e) for e in events])
+            await self.handle(batch)
+
+    async def wait_for_labels(self, batch: list[InRecord]) -> None:
+        """Wait, at most ``VIGIL_LABEL_IDLE_S``, until every label due within this batch
+        has been queued: only then does what the online models learn before each record
+        depend on the partitions' contents alone (Kafka Streams' ``max.task.idle.ms``)."""
+        if not self.processor.learners:
+            return
+        latest: dict[int, int] = {}
+        for rec in batch:
+            t = event_ms_of(rec.value)
+            if t is not None and t > latest.get(rec.partition, -1):
+                latest[rec.partition] = t
+        if all(self.clocks.caught_up(p, t) for p, t in latest.items()):
+            return
+        deadline = time.monotonic() + self.settings.label_idle_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            if all(self.clocks.caught_up(p, t) for p, t in latest.items()):
+                self.metrics.label_waits.labels("caught_up").inc()
+                return
+        self.metrics.label_waits.labels("timed_out").inc()
+        log.warning("the labels partition(s) %s did not catch up with their vitals within "
+                    "%.1f s: going on without (what the online model knows before these "
+                    "records may differ from a rerun)",
+                    sorted(p for p, t in latest.items() if not self.clocks.caught_up(p, t)),
+                    self.settings.label_idle_s)
 
     async def handle(self, batch: list[InRecord]) -> None:
         started = time.perf_counter()
         expected = self.expected_offsets(batch)
         batch, holes = await self.complete(batch, expected)
         t_score = time.perf_counter()
-        res = self.processor.process(batch, self.store.state, _now_ms(), self.store.get)
+        res, queues = self.process(batch, _now_ms())
         self.metrics.scoring_seconds.observe(time.perf_counter() - t_score)
         await self.publisher.publish(self.outputs(res))
-        await self.store.store(self.changes(res, batch, expected))
+        await self.store.store(self.changes(res, batch, expected, queues))
         for p, offsets in holes.items():
             await self.ack_filled(p, offsets)
+        for p in expected:
+            self.clocks.vitals_seen(p)
         self.metrics.observe_batch(res, len(batch), started)
+
+    def process(self, batch: list[InRecord], now_ms: int
+                ) -> tuple[BatchResult, dict[int, LabelQueue]]:
+        """The batch through the processor, in parts: before the first record of a
+        partition in an hour past a queued label's known time, the labels due are learned.
+        Returns the merged result and the queues that changed."""
+        res = BatchResult()
+        queues: dict[int, LabelQueue] = {}
+        if not self.processor.learners:
+            res.merge(self.processor.process(batch, self.store.state, now_ms, self.store.get))
+            return res, queues
+        states: dict[str, PatientState] = {}  # the batch's states so far (new patients too)
+
+        def state_of(patient: str) -> PatientState | None:
+            return states[patient] if patient in states else self.store.state(patient)
+
+        def run(part: list[InRecord]) -> None:
+            if part:
+                done = self.processor.process(part, state_of, now_ms, self.store.get)
+                states.update({pt: st for pt, (_, st) in done.states.items()})
+                res.merge(done)
+
+        start = 0
+        changed: set[int] = set()
+        for i, rec in enumerate(batch):
+            q = queues.get(rec.partition)
+            if q is None:
+                q = queues[rec.partition] = decode_queue(self.store.get(queue_key(rec.partition)))
+            if not q.items:
+                continue
+            t = event_ms_of(rec.value)
+            n = q.due_before(t) if t is not None else 0
+            if n:
+                run(batch[start:i])
+                start = i
+                self.learn(q.take(n), rec.partition, state_of, "stream")
+                changed.add(rec.partition)
+        run(batch[start:])
+        return res, {p: queues[p] for p in changed}
 
     def expected_offsets(self, batch: list[InRecord]) -> dict[int, int | None]:
         """Each partition's next offset, as Vigil last stored it."""
@@ -111,10 +203,14 @@ class VitalsHandler(_Handler):
                 + [(s.topic_dlq, k.encode() if k else None, encode(d)) for k, d in res.dead])
 
     def changes(self, res: BatchResult, batch: list[InRecord],
-                expected: dict[int, int | None]) -> Changes:
+                expected: dict[int, int | None],
+                queues: dict[int, LabelQueue] | None = None) -> Changes:
         """One changelog record per touched patient, to its partition, then each
-        partition's progress last in its write (see OutputPublisher.publish_changelog)."""
-        changes = self.store.changes()
+        partition's progress last in its write (see OutputPublisher.publish_changelog).
+        The models that learned and their queues go first, side by side: a crash within
+        the write then most likely keeps or loses both (a kept model with a lost queue
+        would learn those labels twice)."""
+        changes = learned_changes(self.store, self.processor, queues or {})
         for patient, (partition, state) in res.states.items():
             changes[partition].append(self.store.encode(patient, state))
         for p in expected:
@@ -123,25 +219,38 @@ class VitalsHandler(_Handler):
         return changes
 
 
+def learned_changes(store: PatientStore, processor: Processor,
+                    queues: dict[int, LabelQueue]) -> Changes:
+    """The table entries of the models that learned and of the queues that changed."""
+    changes = store.changes()
+    for p, key, raw in processor.take_state():
+        changes[p].append((key, raw))
+    for p, q in queues.items():
+        changes[p].append((queue_key(p), encode_queue(q)))
+    return changes
+
+
 class LabelsHandler(_Handler):
-    """Delayed outcome labels: every model that learns them does, and the models that
-    learned are stored before the batch is acked."""
+    """Delayed outcome labels: checked, then queued in their partition's table entry for
+    the vitals handler to learn in event time (:mod:`vigil.stream.label_queue`)."""
 
     def __init__(self, settings: VigilSettings, processor: Processor, store: PatientStore,
-                 publisher: OutputPublisher, metrics: Metrics, *,
-                 catch_up_s: float = 10.0) -> None:
+                 publisher: OutputPublisher, metrics: Metrics,
+                 clocks: LabelClocks | None = None) -> None:
         super().__init__(settings, processor, store, publisher, metrics)
-        self.catch_up_s = catch_up_s
+        self.clocks = clocks if clocks is not None else LabelClocks()
 
     async def __call__(self, events: list) -> None:  # type: ignore[type-arg]
-        await self.handle([in_record(e) for e in events])
+        async with self.store.lock:  # the queues are read-modified-written like states
+            await self.handle([in_record(e) for e in events])
 
     async def handle(self, batch: list[InRecord]) -> None:
         now_ms = _now_ms()
-        decoded = [(rec, self.decode(rec)) for rec in batch]
-        await self.wait_for_vitals([lb for _, lb in decoded if isinstance(lb, LabelRecord)])
         dead: Out = []
-        for rec, label in decoded:
+        queues: dict[int, LabelQueue] = {}
+        known: dict[int, int] = {}
+        for rec in batch:
+            label = self.decode(rec, now_ms)
             if isinstance(label, Rejection):
                 self.metrics.rejections.labels(label.reason).inc()
                 self.metrics.dlq.labels("record").inc()
@@ -149,36 +258,34 @@ class LabelsHandler(_Handler):
                     rec, "record", [label], now_ms))))
                 continue
             self.metrics.labels.labels(label.kind).inc()
-            outcome = self.processor.learn(label, self.store.state(label.patient),
-                                           rec.partition, self.store.get)
-            self.metrics.online_labels.labels(outcome).inc()
+            refused = self.processor.unlearnable(label.kind)
+            if refused is not None:  # nobody here learns it: counted now, not queued
+                self.metrics.online_labels.labels(refused).inc()
+                continue
+            q = queues.get(rec.partition)
+            if q is None:
+                q = queues[rec.partition] = decode_queue(self.store.get(queue_key(rec.partition)))
+            known_ms = dt_to_ms(label.known_time)
+            q.add(known_ms, rec.value)  # type: ignore[arg-type]  # decoded: not None
+            known[rec.partition] = max(known.get(rec.partition, known_ms), known_ms)
         await self.publisher.publish(dead)
-        learned = self.store.changes()
-        for p, key, raw in self.processor.take_state():
-            learned[p].append((key, raw))
-        if learned:
-            await self.store.store(learned)
+        if queues:
+            await self.store.store(learned_changes(self.store, self.processor, queues))
+        for p in {r.partition for r in batch}:
+            self.clocks.labels_read(p, max(r.offset for r in batch if r.partition == p) + 1,
+                                    known.get(p))
 
-    @staticmethod
-    def decode(rec: InRecord) -> LabelRecord | Rejection:
-        """The label, or why it cannot be read (never an exception: see decode_wire)."""
-        return decode_wire(LABEL_DECODER, rec.value)
+    def decode(self, rec: InRecord, now_ms: int) -> LabelRecord | Rejection:
+        """The label, or why it cannot be used (never an exception: see decode_wire).
 
-    async def wait_for_vitals(self, labels: Iterable[LabelRecord]) -> None:
-        """Give the vitals agent time to reach the hours these labels describe.
-
-        Live, a label comes hours after its vitals; a fast replay can deliver both at
-        once, and a label whose hour the patient's state has not reached yet cannot be
-        learned from. Labels still ahead after ``catch_up_s`` are counted as
-        ``ahead_of_vitals`` by the processor, not silently skipped.
-        """
-        wanted = [(lb.patient, dt_to_ms(lb.event_time)) for lb in labels]
-        deadline = time.monotonic() + self.catch_up_s
-        while time.monotonic() < deadline:
-            if all((st := self.store.state(p)) is not None and st.watermark_ms >= t
-                   for p, t in wanted):
-                return
-            await asyncio.sleep(0.05)
+        A label known in the future would hold its partition's queue (it is learned head
+        first): refused as ``future``, like vitals beyond the clock skew."""
+        label = decode_wire(LABEL_DECODER, rec.value)
+        if isinstance(label, Rejection):
+            return label
+        if dt_to_ms(label.known_time) > now_ms + self.settings.max_clock_skew_s * 1000:
+            return Rejection("future", "the label's known_time is in the future")
+        return label
 
 
 class AcksHandler(_Handler):
@@ -219,6 +326,12 @@ class Sweeper(_Handler):
     ``Processor.sweep``) and remove patients idle past their TTL; events first, then the
     changed states, as for a batch."""
 
+    def __init__(self, settings: VigilSettings, processor: Processor, store: PatientStore,
+                 publisher: OutputPublisher, metrics: Metrics,
+                 clocks: LabelClocks | None = None) -> None:
+        super().__init__(settings, processor, store, publisher, metrics)
+        self.clocks = clocks if clocks is not None else LabelClocks()
+
     async def sweep(self, owned: set[int], now_ms: int | None = None) -> None:
         """Sweep the patients of the vitals partitions in ``owned``."""
         now_ms = _now_ms() if now_ms is None else now_ms
@@ -226,7 +339,7 @@ class Sweeper(_Handler):
         ttl_ms = self.settings.patient_ttl_s * 1000
         async with self.store.lock:
             out: Out = []
-            changes = self.store.changes()
+            changes = self.idle_labels(owned, now_ms)
             gone = 0
             for key in self.store.patients():
                 state = self.store.state(key.decode())
@@ -252,3 +365,18 @@ class Sweeper(_Handler):
                 self.metrics.expired.inc(gone)
                 log.info("removed %d patient state(s) idle for %d h", gone,
                          self.settings.patient_ttl_s * 1000 // HOUR_MS)
+
+    def idle_labels(self, owned: set[int], now_ms: int) -> Changes:
+        """Learn, by the wall clock, the labels queued in partitions whose vitals have been
+        quiet for ``VIGIL_LABEL_IDLE_S`` (no record will make them due in event time)."""
+        queues: dict[int, LabelQueue] = {}
+        for p in sorted(owned):
+            raw = self.store.get(queue_key(p))
+            if raw is None or self.clocks.idle_for(p) < self.settings.label_idle_s:
+                continue
+            q = decode_queue(raw)
+            n = q.due_by(now_ms)
+            if n:
+                self.learn(q.take(n), p, self.store.state, "idle")
+                queues[p] = q
+        return learned_changes(self.store, self.processor, queues)

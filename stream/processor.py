@@ -83,6 +83,22 @@ class BatchResult:
     suppressed: Counter = field(default_factory=Counter)  # (kind, cause) of silent crossings
     escalations: Counter = field(default_factory=Counter)  # (kind, cause)
 
+    def merge(self, later: BatchResult) -> None:
+        """Add the result of the next part of the same batch (the batch is processed in
+        parts where queued labels are learned in between; see vigil.stream.label_queue)."""
+        self.scores += later.scores
+        self.alerts += later.alerts
+        self.dead += later.dead
+        self.states.update(later.states)
+        self.outcomes.update(later.outcomes)
+        self.reasons.update(later.reasons)
+        self.ingest_lag_s += later.ingest_lag_s
+        self.scored_rows += later.scored_rows
+        for kind, risks in later.risks.items():
+            self.risks.setdefault(kind, []).extend(risks)
+        self.suppressed.update(later.suppressed)
+        self.escalations.update(later.escalations)
+
 
 @dataclass
 class AckResult:
@@ -478,6 +494,15 @@ class Processor:
             return [], None
         return events, msgspec.structs.replace(state, alerts=new_alerts)
 
+    def unlearnable(self, kind: str) -> str | None:
+        """Why no model here would learn a label of ``kind`` (its outcome), or None."""
+        learners = self.learners
+        if not learners:
+            return "no_online_model"
+        if not any(m.learns_from == kind for m in learners):
+            return "other_kind"
+        return None
+
     def learn(self, label: LabelRecord, state: PatientState | None, partition: int,
               read: Callable[[bytes], bytes | None] | None = None) -> str:
         """Let every scorer that learns this label's kind learn it; returns the outcome.
@@ -486,12 +511,10 @@ class Processor:
         function, so the model learns exactly what it scored. :meth:`take_state` then gives
         the changed models to store.
         """
-        learners = self.learners
-        if not learners:
-            return "no_online_model"
-        mine = [m for m in learners if m.learns_from == label.kind]
-        if not mine:
-            return "other_kind"
+        refused = self.unlearnable(label.kind)
+        if refused is not None:
+            return refused
+        mine = [m for m in self.learners if m.learns_from == label.kind]
         if state is None:
             return "unknown_patient"
         at_ms = dt_to_ms(label.event_time)

@@ -79,6 +79,17 @@ class Metrics:
             "vigil_online_labels_total",
             "Labels offered to the online model, by outcome (learned, unknown_patient, "
             "ahead_of_vitals, too_old, other_kind, no_online_model).", ["outcome"], registry=r)
+        self.labels_applied = Counter(
+            "vigil_labels_applied_total",
+            "Queued labels taken from their partition's queue, by what made them due: "
+            "'stream' (the partition's vitals passed their hour: reproducible) or 'idle' "
+            "(the partition's vitals were quiet for VIGIL_LABEL_IDLE_S: by the wall clock).",
+            ["by"], registry=r)
+        self.label_waits = Counter(
+            "vigil_label_waits_total",
+            "Vitals batches that waited for the labels partition to catch up, by outcome "
+            "(caught_up; timed_out: the batch went on without, what was learned before it "
+            "may then differ between runs).", ["outcome"], registry=r)
         self.batch_records = Histogram(
             "vigil_batch_records", "Records per micro-batch taken from the stream.",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r)
@@ -201,6 +212,10 @@ class Metrics:
             self.dlq.labels(scope)
         for stage in ("batch", "labels", "acks", "sweep"):
             self.errors.labels(stage)
+        for by in ("stream", "idle"):
+            self.labels_applied.labels(by)
+        for outcome in ("caught_up", "timed_out"):
+            self.label_waits.labels(outcome)
 
     def add_worker_info(self, **labels: str) -> None:
         """Add labels (model artifact id, batch shape …) to ``vigil_worker``'s info.

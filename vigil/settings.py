@@ -148,6 +148,12 @@ class VigilSettings(BaseSettings):
         default=21600, ge=0,
         description="Longest delay of an outcome label after its hour: history kept for learning.",
     )
+    label_idle_s: float = Field(
+        default=2.0, ge=0,
+        description="How long a vitals batch waits for the labels partition to catch up to "
+                    "its hour before going on without (Kafka Streams' max.task.idle.ms), and "
+                    "how long a partition's vitals must be quiet before its queued labels are "
+                    "learned by the wall clock (vigil.stream.label_queue).")
     max_clock_skew_s: int = Field(
         default=300, ge=0, description="Events further than this in the future go to the DLQ."
     )

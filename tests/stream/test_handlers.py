@@ -81,7 +81,7 @@ def test_a_vitals_batch_publishes_then_stores_state_and_progress(features, windo
 
 def test_unreadable_labels_and_tombstones_are_dead_lettered(features, windows) -> None:
     settings, proc, pub, store = _setup(features, windows)
-    h = LabelsHandler(settings, proc, store, pub, _Metrics(), catch_up_s=0)  # type: ignore[arg-type]
+    h = LabelsHandler(settings, proc, store, pub, _Metrics())  # type: ignore[arg-type]
     batch = [InRecord("vigil.labels", 0, 0, b"pt-1", None, 0),
              InRecord("vigil.labels", 0, 1, b"pt-1", b"{not json", 0),
              InRecord("vigil.labels", 0, 2, b"pt-1", b'{"patient": "pt-1"}', 0)]
