@@ -148,6 +148,10 @@ class VigilSettings(BaseSettings):
         default=21600, ge=0,
         description="Longest delay of an outcome label after its hour: history kept for learning.",
     )
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="A worker that got SIGTERM/SIGINT and has not stopped gracefully after "
+                    "this long exits by force (code 75); uncommitted input is re-processed.")
     label_idle_s: float = Field(
         default=2.0, ge=0,
         description="How long a vitals batch waits for the labels partition to catch up to "

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
 
 from vigil.broker import wait_for_broker
 from vigil.broker_checks import changelog_gaps, list_offsets_exact, repair_changelog_ends
@@ -15,9 +19,12 @@ from vigil.stream.app import build_app
 from vigil.stream.processor import build_processor
 from vigil.stream.topics import changelog_topic, ensure_topics
 
-__all__ = ["prepare_worker", "run_worker", "StateIntegrityError"]
+__all__ = ["prepare_worker", "run_worker", "StateIntegrityError", "ShutdownWatchdog",
+           "EXIT_SHUTDOWN_TIMEOUT"]
 
 log = logging.getLogger(__name__)
+
+EXIT_SHUTDOWN_TIMEOUT = 75  # EX_TEMPFAIL: stopped by force; uncommitted input is re-read
 
 
 class StateIntegrityError(RuntimeError):
@@ -62,9 +69,46 @@ def prepare_worker(settings: VigilSettings) -> Wiring:
     return wiring
 
 
+class ShutdownWatchdog:
+    """Ends the process if a graceful stop takes longer than ``timeout_s``.
+
+    faust's stop waits for every service in turn; during a rebalance or table recovery one
+    of them can wait far longer than any supervisor will (a worker took over 2.5 min after
+    SIGTERM, issue 13), and Kubernetes or systemd then kill it anyway, unlogged. Stopping by
+    force loses nothing: outputs are published and state stored before offsets are
+    committed, so whatever was not committed is processed again after the restart.
+    """
+
+    def __init__(self, timeout_s: float, exit: Callable[[int], object] = os._exit) -> None:
+        self.timeout_s = timeout_s
+        self._exit = exit
+        self._timer: threading.Timer | None = None
+
+    def arm(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.timeout_s, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        log.critical("the graceful stop did not finish within %.0f s "
+                     "(VIGIL_SHUTDOWN_TIMEOUT_S): exiting now with code %d; uncommitted "
+                     "input is processed again after the restart", self.timeout_s,
+                     EXIT_SHUTDOWN_TIMEOUT)
+        logging.shutdown()
+        self._exit(EXIT_SHUTDOWN_TIMEOUT)
+
+
 def run_worker(settings: VigilSettings) -> None:
     import faust
 
     wiring = prepare_worker(settings)
-    worker = faust.Worker(wiring.app, loglevel=settings.log_level)
+    watchdog = ShutdownWatchdog(settings.shutdown_timeout_s)
+
+    class _Worker(faust.Worker):  # type: ignore[misc]
+        def _schedule_shutdown(self, signal: signal.Signals) -> None:  # noqa: D401
+            watchdog.arm()  # SIGTERM / SIGINT: the stop is bounded from here on
+            super()._schedule_shutdown(signal)
+
+    worker = _Worker(wiring.app, loglevel=settings.log_level)
     worker.execute_from_commandline()
