@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from vigil.stream.replay.stays import Label, Measurement, Stay
+from vigil.wire.records import whole_years
 
 __all__ = ["parse_record", "parse_outcomes", "PARAMETER_CODES"]
 
@@ -81,7 +82,7 @@ def parse_record(source_id: str, text: str, death: int | None = None) -> Stay:
         dataset="physionet2012",
         source_id=source_id,
         unit=ICU_TYPES.get(int(desc.get("ICUType", 0)), "ICU"),
-        age_years=age if age >= 0 else None,
+        age_years=whole_years(age) if age >= 0 else None,
         sex="male" if gender == 1 else "female" if gender == 0 else None,
         hospital_admit_hours=None,
         measurements=[Measurement(h, tuple(obs)) for h, obs in sorted(charted.items())],

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from vigil.stream.replay.stays import Label, Measurement, Stay
+from vigil.wire.records import whole_years
 
 __all__ = ["parse_psv", "COLUMN_CODES"]
 
@@ -62,7 +63,7 @@ def parse_psv(source_id: str, text: str) -> Stay:
         dataset="physionet2019",
         source_id=source_id,
         unit=unit,
-        age_years=None if math.isnan(first[col["Age"]]) else first[col["Age"]],
+        age_years=None if math.isnan(first[col["Age"]]) else whole_years(first[col["Age"]]),
         sex=None if math.isnan(gender) else ("male" if gender == 1 else "female"),
         hospital_admit_hours=None if math.isnan(hosp) else hosp,
     )

@@ -109,3 +109,17 @@ def test_timeline_is_event_ordered_pseudonymous_and_in_the_past(sample_2019, sam
     assert [r.value for r in again] == [r.value for r in recs]  # deterministic
     other = Timeline(stays, "other key", now_ms=now)
     assert {r.key for r in other} != {r.key for r in recs}
+
+
+@pytest.mark.parametrize(("age", "sent"), [("83.94", 83.0), ("97", 90.0), ("0.4", 0.0)])
+def test_replayed_ages_travel_in_whole_years_capped_at_90(age: str, sent: float) -> None:
+    """The topics carry no fraction of a year (with an admission time, a near birthday) and
+    no age over 90 (HIPAA Safe Harbor), whatever the source holds."""
+    rows = "\n".join(line.replace("|70|", f"|{age}|") for line in PSV.splitlines()[1:])
+    stay = parse_psv("p", PSV.splitlines()[0] + "\n" + rows)
+    assert stay.age_years == sent
+    text = f"Time,Parameter,Value\n00:00,RecordID,1\n00:00,Age,{age}\n00:05,HR,80\n"
+    assert parse_record("1", text).age_years == sent
+    vitals = [VITALS_DECODER.decode(r.value) for r in Timeline([stay], "k", now_ms=1_800_000_000_000)
+              if r.topic == "vitals"]
+    assert vitals and {v.patient_info.age_years for v in vitals} == {sent}

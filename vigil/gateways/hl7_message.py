@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 
 from vigil.gateways import mdc
 from vigil.gateways.intake import Door, Issue, short_id
-from vigil.wire.records import Observation, PatientInfo, VitalsRecord
+from vigil.wire.records import Observation, PatientInfo, VitalsRecord, whole_years
 
 __all__ = ["Header", "Parsed", "parse", "build_ack", "unescape", "parse_dtm", "redact",
            "read_header", "SUPPORTED_VERSIONS", "MAX_SEGMENTS"]
@@ -626,7 +626,7 @@ def _with_age(p: _Patient, at: datetime) -> PatientInfo | None:
     years = day.year - born.year - ((day.month, day.day) < (born.month, born.day))
     if not 0 <= years <= 130:
         return info
-    return PatientInfo(age_years=float(min(years, 90)), sex=info.sex if info else None)
+    return PatientInfo(age_years=whole_years(years), sex=info.sex if info else None)
 
 
 def _read_obx(fields: dict[int, list[str]], enc: Enc, seq: int, zone: ZoneInfo,

@@ -33,6 +33,8 @@ __all__ = [
     "REJECTION_REASONS",
     "RejectionReason",
     "decode_wire",
+    "whole_years",
+    "AGE_CAP_YEARS",
 ]
 
 PatientKey = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -50,6 +52,23 @@ class Observation(Struct, frozen=True, omit_defaults=True):
     value: float
     unit: Annotated[str, Meta(max_length=32)] = ""
     method: ShortText | None = None  # e.g. "invasive" / "non-invasive" for blood pressure
+
+
+AGE_CAP_YEARS = 90  # HIPAA Safe Harbor, 45 CFR 164.514(b)(2)(i)(C): ages over 89 become 90+
+
+
+def whole_years(age: float) -> float:
+    """An age as it may travel on a topic: whole years, capped at 90.
+
+    Every edge (the HL7 gateway, the PhysioNet replays) sends ages through this, so the
+    topics never carry the fraction of a year that, with an admission time, narrows a
+    patient down to a birthday; training reads the same replays, so the models learn from
+    the ages the stream gives them.
+
+    >>> whole_years(83.94), whole_years(97.0), whole_years(0.5)
+    (83.0, 90.0, 0.0)
+    """
+    return float(min(int(age), AGE_CAP_YEARS))
 
 
 class PatientInfo(Struct, frozen=True, omit_defaults=True):
