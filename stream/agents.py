@@ -19,7 +19,8 @@ from vigil.kafka_config import aiokafka_options
 from vigil.metrics import Metrics
 from vigil.settings import VigilSettings
 from vigil.stream.batcher import MicroBatcher
-from vigil.stream.gaps import GapFiller
+from vigil.stream.broker_watch import EXIT_BROKER_LOST, BrokerWatch
+from vigil.stream.gaps import GapFiller, decode_progress, progress_key
 from vigil.stream.handlers import AcksHandler, LabelsHandler, Sweeper, VitalsHandler
 from vigil.stream.label_queue import LabelClocks
 from vigil.stream.pages import add_pages
@@ -123,7 +124,26 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
             else:
                 metrics.sweeps.inc()
 
-    add_pages(app, settings, metrics, lambda: running["vitals"])
+    broker = {"reachable": True}
+    if settings.broker_check_s > 0:
+        watch = BrokerWatch(settings.bootstrap_servers, options=kafka)
+
+        @app.timer(interval=settings.broker_check_s, name="broker_watch")
+        async def broker_timer() -> None:
+            owned = {tp.partition for tp in app.assignor.assigned_actives()
+                     if tp.topic == settings.topic_vitals}
+            expected = dict(publisher.written)
+            for p in owned:
+                n = decode_progress(store.get(progress_key(p)))
+                if n is not None:
+                    expected[(settings.topic_vitals, p)] = n
+            verdict = await watch.check(expected)
+            broker["reachable"] = verdict.reachable
+            metrics.broker_reachable.set(1 if verdict.reachable else 0)
+            if verdict.lost is not None:
+                _broker_lost(verdict.lost)
+
+    add_pages(app, settings, metrics, lambda: running["vitals"], lambda: broker["reachable"])
     return Wiring(app, table, metrics)
 
 
@@ -164,6 +184,18 @@ def _committed(app: faust.App, topic: str, partition: int) -> int | None:
     from faust-streaming 0.15's own bookkeeping (``Consumer._committed_offset``)."""
     committed = getattr(app.consumer, "_committed_offset", None)
     return None if committed is None else committed.get(TP(topic, partition))
+
+
+def _broker_lost(what: str) -> None:
+    log.critical("the broker lost data this worker had read or written: %s. It was most "
+                 "likely restarted with in-memory storage (the embedded tansu). Going on "
+                 "would commit offsets beyond its logs and skip or repeat alerts, so the "
+                 "worker stops now without committing (exit code %d). Restart the workers "
+                 "against this broker only if starting over is intended (their state is "
+                 "recovered from what the broker holds now); otherwise restore the broker.",
+                 what, EXIT_BROKER_LOST)
+    logging.shutdown()
+    os._exit(EXIT_BROKER_LOST)
 
 
 def _fatal(exc: BaseException) -> None:

@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def add_pages(app: faust.App, settings: VigilSettings, metrics: Metrics,
-              consuming: Callable[[], bool]) -> None:
-    """``/metrics`` and ``/health`` on ``app``; ``consuming()`` says the vitals agent runs."""
+              consuming: Callable[[], bool],
+              broker_reachable: Callable[[], bool] = lambda: True) -> None:
+    """``/metrics`` and ``/health`` on ``app``; ``consuming()`` says the vitals agent runs,
+    ``broker_reachable()`` whether the last broker check got an answer."""
     changelog = changelog_topic(settings)
     warned: list[bool] = []
 
@@ -56,8 +58,10 @@ def add_pages(app: faust.App, settings: VigilSettings, metrics: Metrics,
     @app.page("/health")
     async def health_page(web, request):  # type: ignore[no-untyped-def]
         assigned = len(app.consumer.assignment()) if app.consumer else 0
-        ready = bool(assigned) and not app.rebalancing and consuming()
-        return web.json({"status": "ok" if ready else "starting", "ready": ready,
+        reachable = broker_reachable()
+        ready = bool(assigned) and not app.rebalancing and consuming() and reachable
+        status = "ok" if ready else "starting" if reachable else "broker unreachable"
+        return web.json({"status": status, "ready": ready, "broker_reachable": reachable,
                          "version": __version__, "assigned_partitions": assigned,
                          "time": datetime.now(UTC).isoformat()},
                         status=200 if ready else 503)

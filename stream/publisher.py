@@ -37,6 +37,7 @@ class OutputPublisher:
         self._lock = asyncio.Lock()
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = DefaultPartitioner()  # Kafka's murmur2: same as keyed send()
+        self.written: dict[tuple[str, int], int] = {}  # changelog partition -> next offset
 
     async def start(self) -> None:
         async with self._lock:
@@ -104,10 +105,11 @@ class OutputPublisher:
         assert producer is not None
         now_ms = int(time.time() * 1000)
         pending = []
+        last: dict[int, asyncio.Future] = {}  # type: ignore[type-arg]
         for partition, recs in records.items():
             if not recs:
                 continue
-            *body, last = recs
+            *body, final = recs
             if body:
                 batch = producer.create_batch()
                 for key, value in body:
@@ -117,9 +119,12 @@ class OutputPublisher:
                         batch.append(key=key, value=value, timestamp=now_ms)
                 pending.append(await producer.send_batch(batch, topic, partition=partition))
             single = producer.create_batch()
-            single.append(key=last[0], value=last[1], timestamp=now_ms)
-            pending.append(await producer.send_batch(single, topic, partition=partition))
+            single.append(key=final[0], value=final[1], timestamp=now_ms)
+            last[partition] = await producer.send_batch(single, topic, partition=partition)
+            pending.append(last[partition])
         await asyncio.gather(*pending)
+        for partition, fut in last.items():  # what the broker must hold from now on
+            self.written[(topic, partition)] = fut.result().offset + 1
 
     async def stop(self) -> None:
         async with self._lock:

@@ -60,6 +60,12 @@ class Metrics:
             "vigil_broker_list_offsets_exact",
             "0 when the broker's ListOffsets(latest) lags multi-record batches (tansu).",
             registry=r)
+        self.broker_reachable = Gauge(
+            "vigil_broker_reachable",
+            "1 when the last broker check (every VIGIL_BROKER_CHECK_S) got an answer; a "
+            "broker that lost this worker's data ends the worker instead (exit code 69).",
+            registry=r)
+        self.broker_reachable.set(1)
         self.records = Counter(
             "vigil_vitals_records_total",
             "Vitals records consumed, by outcome (accepted, partial, rejected, redelivered).",

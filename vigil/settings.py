@@ -148,6 +148,11 @@ class VigilSettings(BaseSettings):
         default=21600, ge=0,
         description="Longest delay of an outcome label after its hour: history kept for learning.",
     )
+    broker_check_s: float = Field(
+        default=2.0, ge=0,
+        description="How often a worker checks that the broker still holds what it read and "
+                    "wrote (a restarted in-memory broker does not); on a loss it exits with "
+                    "code 69 (0: never check).")
     shutdown_timeout_s: float = Field(
         default=30.0, gt=0,
         description="A worker that got SIGTERM/SIGINT and has not stopped gracefully after "
