@@ -266,7 +266,9 @@ class LabelsHandler(_Handler):
             if q is None:
                 q = queues[rec.partition] = decode_queue(self.store.get(queue_key(rec.partition)))
             known_ms = dt_to_ms(label.known_time)
-            q.add(known_ms, rec.value)  # type: ignore[arg-type]  # decoded: not None
+            if not q.add(rec.offset, known_ms, rec.value):  # type: ignore[arg-type]
+                self.metrics.online_labels.labels("redelivered").inc()
+                continue
             known[rec.partition] = max(known.get(rec.partition, known_ms), known_ms)
         await self.publisher.publish(dead)
         if queues:

@@ -50,14 +50,23 @@ class Queued(Struct, array_like=True, frozen=True):
 
 
 class LabelQueue(Struct, array_like=True):
-    """A partition's labels not learned yet, in arrival order."""
+    """A partition's labels not learned yet, in arrival order, and the next labels offset
+    it expects (the redelivery guard: after a crash or a partition move, faust re-delivers
+    labels read but not committed, and learning one twice would change what the models
+    know)."""
 
     next_seq: int = 0
     items: list[Queued] = []
+    next_offset: int = 0
 
-    def add(self, known_ms: int, raw: bytes) -> None:
+    def add(self, offset: int, known_ms: int, raw: bytes) -> bool:
+        """Queue the label at labels ``offset``; False if it was queued before."""
+        if offset < self.next_offset:
+            return False
         self.items.append(Queued(self.next_seq, known_ms, raw))
         self.next_seq += 1
+        self.next_offset = offset + 1
+        return True
 
     def due_before(self, event_ms: int) -> int:
         """How many head labels are due before a vitals record at ``event_ms``: those known

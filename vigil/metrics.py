@@ -84,7 +84,8 @@ class Metrics:
         self.online_labels = Counter(
             "vigil_online_labels_total",
             "Labels offered to the online model, by outcome (learned, unknown_patient, "
-            "ahead_of_vitals, too_old, other_kind, no_online_model).", ["outcome"], registry=r)
+            "ahead_of_vitals, too_old, other_kind, no_online_model; redelivered: read again after "
+            "a crash or a partition move, already queued, skipped).", ["outcome"], registry=r)
         self.labels_applied = Counter(
             "vigil_labels_applied_total",
             "Queued labels taken from their partition's queue, by what made them due: "

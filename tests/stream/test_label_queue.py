@@ -155,8 +155,8 @@ def test_learning_changes_the_scores(features, windows) -> None:
 
 def test_a_label_learns_before_the_first_record_of_a_later_hour(features, windows) -> None:
     q = LabelQueue()
-    q.add(T0 + 2 * HOUR + 5, b"x")
-    q.add(T0 + 3 * HOUR, b"y")
+    q.add(0, T0 + 2 * HOUR + 5, b"x")
+    q.add(1, T0 + 3 * HOUR, b"y")
     assert q.due_before(T0 + 2 * HOUR + 10) == 0  # same hour: not yet
     assert q.due_before(T0 + 3 * HOUR) == 1  # the next hour: the first one
     assert q.due_before(T0 + 4 * HOUR) == 2
@@ -186,3 +186,16 @@ def test_a_quiet_partition_learns_its_labels_by_the_wall_clock(features, windows
     asyncio.run(sweeper.sweep({0, 1}, T0 + 100 * HOUR))
     assert decode_queue(w.store.get(queue_key(0))).items == []
     assert any(k == b"#online/0" for _, k, _ in w.pub.changelog)  # the learned model stored
+
+
+def test_labels_read_again_after_a_crash_are_not_queued_twice(features, windows) -> None:
+    """faust re-delivers what was read but not committed (a kill -9, a partition move): the
+    queue remembers the next labels offset it expects."""
+    _, labels = _inputs()
+    w = _Worker(features, windows)
+    mine = [r for r in labels if r.partition == 0]
+    w.feed(mine[:10])
+    w.feed(mine[:15])  # the first ten again, then five new ones
+    q = decode_queue(w.store.get(queue_key(0)))
+    assert [x.seq for x in q.items] == list(range(15)) and q.next_offset == 15
+    assert [x.raw for x in q.items] == [r.value for r in mine[:15]]
