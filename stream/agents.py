@@ -23,6 +23,7 @@ from vigil.stream.broker_watch import EXIT_BROKER_LOST, BrokerWatch
 from vigil.stream.gaps import GapFiller, decode_progress, progress_key
 from vigil.stream.handlers import AcksHandler, LabelsHandler, Sweeper, VitalsHandler
 from vigil.stream.label_queue import LabelClocks
+from vigil.stream.log_ends import LogEnds
 from vigil.stream.pages import add_pages
 from vigil.stream.processor import Processor
 from vigil.stream.publisher import OutputPublisher
@@ -50,6 +51,7 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
     kafka = aiokafka_options(settings)  # TLS/SASL for Vigil's own clients beside faust's
     publisher = OutputPublisher(settings.bootstrap_servers, options=kafka)
     gaps = GapFiller(settings.bootstrap_servers, settings.topic_vitals, options=kafka)
+    label_gaps = GapFiller(settings.bootstrap_servers, settings.topic_labels, options=kafka)
     store = PatientStore(table, publisher, changelog_topic(settings))
     running = {"vitals": False}
     metrics.info.info({
@@ -61,11 +63,17 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
     async def ack_filled(partition: int, offsets: list[int]) -> None:
         await _ack_filled(app, settings.topic_vitals, partition, offsets)
 
-    clocks = LabelClocks(highwater=lambda p: _highwater(app, settings.topic_labels, p),
-                         committed=lambda p: _committed(app, settings.topic_labels, p))
+    async def ack_filled_labels(partition: int, offsets: list[int]) -> None:
+        await _ack_filled(app, settings.topic_labels, partition, offsets)
+
+    label_ends = LogEnds(settings.bootstrap_servers, settings.topic_labels, options=kafka)
+    clocks = LabelClocks(ends=label_ends.ends,
+                         committed=lambda p: _committed(app, settings.topic_labels, p),
+                         vitals_highwater=lambda p: _highwater(app, settings.topic_vitals, p))
     vitals = VitalsHandler(settings, processor, store, publisher, gaps, metrics, ack_filled,
                            clocks)
-    labels = LabelsHandler(settings, processor, store, publisher, metrics, clocks)
+    labels = LabelsHandler(settings, processor, store, publisher, metrics, clocks, label_gaps,
+                           ack_filled_labels)
     acks = AcksHandler(settings, processor, store, publisher, metrics)
     sweeper = Sweeper(settings, processor, store, publisher, metrics, clocks)
 
@@ -88,6 +96,8 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
     async def _stop_clients(sender: object, **kwargs: object) -> None:
         await publisher.stop()
         await gaps.stop()
+        await label_gaps.stop()
+        await label_ends.stop()
 
     @app.agent(topics.vitals, name="vitals")
     async def vitals_agent(stream: faust.StreamT) -> None:

@@ -103,7 +103,11 @@ class VitalsHandler(_Handler):
     async def wait_for_labels(self, batch: list[InRecord]) -> None:
         """Wait, at most ``VIGIL_LABEL_IDLE_S``, until every label due within this batch
         has been queued: only then does what the online models learn before each record
-        depend on the partitions' contents alone (Kafka Streams' ``max.task.idle.ms``)."""
+        depend on the partitions' contents alone (Kafka Streams' ``max.task.idle.ms``).
+
+        Queued means: a label known in the batch's last hour or later was read, or the
+        labels partition was read to the end it had *after* this batch was fetched (every
+        label produced before these vitals is in it)."""
         if not self.processor.learners:
             return
         latest: dict[int, int] = {}
@@ -111,19 +115,32 @@ class VitalsHandler(_Handler):
             t = event_ms_of(rec.value)
             if t is not None and t > latest.get(rec.partition, -1):
                 latest[rec.partition] = t
-        if all(self.clocks.caught_up(p, t) for p, t in latest.items()):
+        clocks = self.clocks
+        behind = {p: t for p, t in latest.items() if not clocks.known_past(p, t)}
+        if not behind:
+            return
+        try:
+            ends = await clocks.ends({p: clocks.position(p) for p in behind})
+        except Exception:  # the broker did not answer: wait out the idle time below
+            log.warning("could not read the labels partitions' ends", exc_info=True)
+            ends = {}
+
+        def ready() -> bool:
+            return all(clocks.known_past(p, t) or (p in ends and clocks.position(p) >= ends[p])
+                       for p, t in behind.items())
+
+        if ready():
             return
         deadline = time.monotonic() + self.settings.label_idle_s
         while time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-            if all(self.clocks.caught_up(p, t) for p, t in latest.items()):
+            await asyncio.sleep(0.01)
+            if ready():
                 self.metrics.label_waits.labels("caught_up").inc()
                 return
         self.metrics.label_waits.labels("timed_out").inc()
         log.warning("the labels partition(s) %s did not catch up with their vitals within "
                     "%.1f s: going on without (what the online model knows before these "
-                    "records may differ from a rerun)",
-                    sorted(p for p, t in latest.items() if not self.clocks.caught_up(p, t)),
+                    "records may differ from a rerun)", sorted(behind),
                     self.settings.label_idle_s)
 
     async def handle(self, batch: list[InRecord]) -> None:
@@ -188,13 +205,7 @@ class VitalsHandler(_Handler):
     async def complete(self, batch: list[InRecord], expected: dict[int, int | None]
                        ) -> tuple[list[InRecord], dict[int, list[int]]]:
         """The batch with the records faust skipped fetched from the broker (see gaps)."""
-        holes = missing_offsets(batch, expected)
-        for p, offsets in holes.items():
-            log.error("faust skipped %d vitals record(s) in partition %d (offsets %d..%d): "
-                      "fetching them from the broker", len(offsets), p, offsets[0], offsets[-1])
-            self.metrics.gap_records.inc(len(offsets))
-            batch = await self.gaps.fetch(p, offsets) + batch
-        return batch, holes
+        return await fill_gaps(batch, expected, self.gaps, self.metrics, "vitals")
 
     def outputs(self, res: BatchResult) -> Out:
         s = self.settings
@@ -205,18 +216,39 @@ class VitalsHandler(_Handler):
     def changes(self, res: BatchResult, batch: list[InRecord],
                 expected: dict[int, int | None],
                 queues: dict[int, LabelQueue] | None = None) -> Changes:
-        """One changelog record per touched patient, to its partition, then each
-        partition's progress last in its write (see OutputPublisher.publish_changelog).
-        The models that learned and their queues go first, side by side: a crash within
-        the write then most likely keeps or loses both (a kept model with a lost queue
-        would learn those labels twice)."""
-        changes = learned_changes(self.store, self.processor, queues or {})
+        """One changelog record per touched patient, to its partition, then the models that
+        learned and their queues, then each partition's progress last in its write (see
+        OutputPublisher.publish_changelog).
+
+        The order makes a crash within the write harmless: whatever part of it landed, the
+        batch is processed again from the first patient whose state did not, with the
+        models and queues as they were before it (they land only after every state), so
+        the same labels are learned at the same records and the re-published outputs are
+        identical. Models written before the states would let a re-processed record be
+        scored by a model that had learned labels due only after it."""
+        changes = self.store.changes()
         for patient, (partition, state) in res.states.items():
             changes[partition].append(self.store.encode(patient, state))
+        for p, entries in learned_changes(self.store, self.processor, queues or {}).items():
+            changes[p].extend(entries)
         for p in expected:
             done = max(r.offset for r in batch if r.partition == p) + 1
             changes[p].append((progress_key(p), encode_progress(max(done, expected[p] or 0))))
         return changes
+
+
+async def fill_gaps(batch: list[InRecord], expected: dict[int, int | None], gaps: GapFiller,
+                    metrics: Metrics, what: str
+                    ) -> tuple[list[InRecord], dict[int, list[int]]]:
+    """``batch`` with the records faust skipped (between the offset each partition expects
+    next and the batch's last) fetched from the broker, and those offsets (see gaps)."""
+    holes = missing_offsets(batch, expected)
+    for p, offsets in holes.items():
+        log.error("faust skipped %d %s record(s) in partition %d (offsets %d..%d): fetching "
+                  "them from the broker", len(offsets), what, p, offsets[0], offsets[-1])
+        metrics.gap_records.inc(len(offsets))
+        batch = await gaps.fetch(p, offsets) + batch
+    return batch, holes
 
 
 def learned_changes(store: PatientStore, processor: Processor,
@@ -232,13 +264,21 @@ def learned_changes(store: PatientStore, processor: Processor,
 
 class LabelsHandler(_Handler):
     """Delayed outcome labels: checked, then queued in their partition's table entry for
-    the vitals handler to learn in event time (:mod:`vigil.stream.label_queue`)."""
+    the vitals handler to learn in event time (:mod:`vigil.stream.label_queue`).
+
+    Every labels record is handled once: the queue keeps the next labels offset it expects,
+    so what faust re-delivers after a crash or a partition move is skipped, and what faust
+    skipped (its flow control can ack records it never delivered; a worker that took over a
+    partition missed four labels that way) is fetched from the broker, as for vitals."""
 
     def __init__(self, settings: VigilSettings, processor: Processor, store: PatientStore,
                  publisher: OutputPublisher, metrics: Metrics,
-                 clocks: LabelClocks | None = None) -> None:
+                 clocks: LabelClocks | None = None, gaps: GapFiller | None = None,
+                 ack_filled: Callable[[int, list[int]], Awaitable[None]] | None = None) -> None:
         super().__init__(settings, processor, store, publisher, metrics)
         self.clocks = clocks if clocks is not None else LabelClocks()
+        self.gaps = gaps
+        self.ack_filled = ack_filled
 
     async def __call__(self, events: list) -> None:  # type: ignore[type-arg]
         async with self.store.lock:  # the queues are read-modified-written like states
@@ -246,10 +286,25 @@ class LabelsHandler(_Handler):
 
     async def handle(self, batch: list[InRecord]) -> None:
         now_ms = _now_ms()
-        dead: Out = []
         queues: dict[int, LabelQueue] = {}
+        for p in {r.partition for r in batch}:
+            raw = self.store.get(queue_key(p))
+            if raw is not None:
+                queues[p] = decode_queue(raw)
+        holes: dict[int, list[int]] = {}
+        if self.gaps is not None:
+            batch, holes = await fill_gaps(batch, {p: q.next_offset for p, q in queues.items()},
+                                           self.gaps, self.metrics, "labels")
+        dead: Out = []
         known: dict[int, int] = {}
-        for rec in batch:
+        for rec in sorted(batch, key=lambda r: (r.partition, r.offset)):
+            q = queues.get(rec.partition)
+            if q is None:
+                q = queues[rec.partition] = LabelQueue()
+            if rec.offset < q.next_offset:  # handled before a crash or a partition move
+                self.metrics.online_labels.labels("redelivered").inc()
+                continue
+            q.next_offset = rec.offset + 1
             label = self.decode(rec, now_ms)
             if isinstance(label, Rejection):
                 self.metrics.rejections.labels(label.reason).inc()
@@ -262,20 +317,16 @@ class LabelsHandler(_Handler):
             if refused is not None:  # nobody here learns it: counted now, not queued
                 self.metrics.online_labels.labels(refused).inc()
                 continue
-            q = queues.get(rec.partition)
-            if q is None:
-                q = queues[rec.partition] = decode_queue(self.store.get(queue_key(rec.partition)))
             known_ms = dt_to_ms(label.known_time)
-            if not q.add(rec.offset, known_ms, rec.value):  # type: ignore[arg-type]
-                self.metrics.online_labels.labels("redelivered").inc()
-                continue
+            q.add(rec.offset, known_ms, rec.value)  # type: ignore[arg-type]  # decoded
             known[rec.partition] = max(known.get(rec.partition, known_ms), known_ms)
         await self.publisher.publish(dead)
-        if queues:
-            await self.store.store(learned_changes(self.store, self.processor, queues))
+        await self.store.store(learned_changes(self.store, self.processor, queues))
+        if self.ack_filled is not None:
+            for p, offsets in holes.items():
+                await self.ack_filled(p, offsets)
         for p in {r.partition for r in batch}:
-            self.clocks.labels_read(p, max(r.offset for r in batch if r.partition == p) + 1,
-                                    known.get(p))
+            self.clocks.labels_read(p, queues[p].next_offset, known.get(p))
 
     def decode(self, rec: InRecord, now_ms: int) -> LabelRecord | Rejection:
         """The label, or why it cannot be used (never an exception: see decode_wire).
@@ -374,7 +425,10 @@ class Sweeper(_Handler):
         queues: dict[int, LabelQueue] = {}
         for p in sorted(owned):
             raw = self.store.get(queue_key(p))
-            if raw is None or self.clocks.idle_for(p) < self.settings.label_idle_s:
+            if raw is None:
+                continue
+            quiet = self.clocks.idle_for(p, decode_progress(self.store.get(progress_key(p))))
+            if quiet < self.settings.label_idle_s:
                 continue
             q = decode_queue(raw)
             n = q.due_by(now_ms)

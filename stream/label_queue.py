@@ -27,7 +27,7 @@ queue are stored in the same changelog write as the batch's states, ahead of the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -59,14 +59,12 @@ class LabelQueue(Struct, array_like=True):
     items: list[Queued] = []
     next_offset: int = 0
 
-    def add(self, offset: int, known_ms: int, raw: bytes) -> bool:
-        """Queue the label at labels ``offset``; False if it was queued before."""
-        if offset < self.next_offset:
-            return False
+    def add(self, offset: int, known_ms: int, raw: bytes) -> None:
+        """Queue the label read at labels ``offset`` (the caller skips offsets below
+        ``next_offset``: handled before)."""
         self.items.append(Queued(self.next_seq, known_ms, raw))
         self.next_seq += 1
-        self.next_offset = offset + 1
-        return True
+        self.next_offset = max(self.next_offset, offset + 1)
 
     def due_before(self, event_ms: int) -> int:
         """How many head labels are due before a vitals record at ``event_ms``: those known
@@ -109,43 +107,51 @@ def decode_queue(raw: bytes | None) -> LabelQueue:
     return LabelQueue() if raw is None else _DEC.decode(raw)
 
 
+async def _unknown(positions: Mapping[int, int]) -> dict[int, int]:
+    return {}
+
+
 @dataclass
 class LabelClocks:
     """What the vitals handler needs to know of the labels agent, per partition.
 
-    ``highwater(p)``: the labels partition's end as the consumer last fetched it (None
-    before the first fetch); ``committed(p)``: the labels consumer's committed offset (where
-    this worker started reading). Both come from the engine (faust); the handler keeps the
-    rest.
+    From the engine: ``ends(positions)``, the labels partitions' exact ends now
+    (:class:`vigil.stream.log_ends.LogEnds`; empty: unknown), ``committed(p)``, the labels
+    consumer's committed offset (where this worker started reading), and
+    ``vitals_highwater(p)``. The handlers keep the rest.
     """
 
-    highwater: Callable[[int], int | None] = lambda p: None
+    ends: Callable[[Mapping[int, int]], Awaitable[dict[int, int]]] = _unknown
     committed: Callable[[int], int | None] = lambda p: None
+    vitals_highwater: Callable[[int], int | None] = lambda p: None
     read_to: dict[int, int] = field(default_factory=dict)  # next labels offset handled
     known_to: dict[int, int] = field(default_factory=dict)  # latest known time queued
     vitals_at: dict[int, float] = field(default_factory=dict)  # monotonic time of last batch
-    started: float = field(default_factory=time.monotonic)
 
     def labels_read(self, partition: int, next_offset: int, known_ms: int | None) -> None:
         self.read_to[partition] = max(self.read_to.get(partition, 0), next_offset)
         if known_ms is not None:
             self.known_to[partition] = max(self.known_to.get(partition, known_ms), known_ms)
 
-    def caught_up(self, partition: int, event_ms: int) -> bool:
-        """Whether every label due before a vitals record at ``event_ms`` has been queued:
-        the labels partition is read to its end, or past that record's hour."""
-        boundary = event_ms - event_ms % HOUR_MS
-        if self.known_to.get(partition, -1) >= boundary:
-            return True
-        end = self.highwater(partition)
-        if end is None:
-            return False
-        done = max(self.read_to.get(partition, 0), self.committed(partition) or 0)
-        return done >= end
+    def position(self, partition: int) -> int:
+        """The next labels offset this worker will queue (at least the committed one)."""
+        return max(self.read_to.get(partition, 0), self.committed(partition) or 0)
+
+    def known_past(self, partition: int, event_ms: int) -> bool:
+        """A label known in a vitals record's hour or later has been queued: every label due
+        before the record was queued before it (a labels partition is in known-time order)."""
+        return self.known_to.get(partition, -1) >= event_ms - event_ms % HOUR_MS
 
     def vitals_seen(self, partition: int) -> None:
         self.vitals_at[partition] = time.monotonic()
 
-    def idle_for(self, partition: int) -> float:
-        """Seconds since this worker last processed vitals of ``partition`` (or started)."""
-        return time.monotonic() - self.vitals_at.get(partition, self.started)
+    def idle_for(self, partition: int, next_vitals_offset: int | None) -> float:
+        """Seconds the vitals of ``partition`` have been quiet here: nothing processed, and
+        nothing waiting (``next_vitals_offset``, the next offset to process, has reached the
+        partition's end). The clock starts when this worker first asks, so a partition that
+        just moved here is not "quiet" because another worker had it."""
+        now = time.monotonic()
+        end = self.vitals_highwater(partition)
+        if end is not None and (next_vitals_offset is None or next_vitals_offset < end):
+            self.vitals_at[partition] = now  # records wait: busy, not quiet
+        return now - self.vitals_at.setdefault(partition, now)

@@ -182,6 +182,44 @@ def test_worker_refuses_to_start_when_the_gap_cannot_be_closed(broker_settings, 
     import vigil.worker
 
     monkeypatch.setattr(vigil.worker, "repair_changelog_ends", lambda *a, **k: None)
+    monkeypatch.setattr(vigil.worker, "CHANGELOG_SETTLE_S", 2.0)
     with pytest.raises(StateIntegrityError, match="cannot be recovered exactly"):
         prepare_worker(s)
+
+
+def _gaps_in_turn(monkeypatch, answers):  # type: ignore[no-untyped-def]
+    """changelog_gaps answering ``answers`` one check after another; repairs recorded."""
+    import vigil.worker
+
+    answers = list(answers)
+    repaired: list = []
+    monkeypatch.setattr(vigil.worker, "changelog_gaps",
+                        lambda *a, **k: answers.pop(0) if answers else [])
+    monkeypatch.setattr(vigil.worker, "repair_changelog_ends",
+                        lambda bootstrap, gaps, **k: repaired.append(list(gaps)))
+    return repaired
+
+
+def test_a_start_waits_out_a_peer_writing_the_changelog(monkeypatch) -> None:
+    """A gap whose end moves is a busy peer between the two batches of its writes: waited
+    for, never "repaired" (issue 13: the restart refused, the group stayed a worker short)."""
+    from vigil.broker_checks import OffsetGap
+    from vigil.settings import VigilSettings
+    from vigil.worker import check_changelog_ends
+
+    moving = [[OffsetGap("c", 0, 10, 12)], [OffsetGap("c", 0, 12, 15)], [OffsetGap("c", 0, 15, 16)]]
+    repaired = _gaps_in_turn(monkeypatch, moving)
+    check_changelog_ends(VigilSettings(), {}, settle_s=5, interval_s=0.01)
+    assert repaired == []
+
+
+def test_a_gap_that_stays_put_is_repaired(monkeypatch) -> None:
+    from vigil.broker_checks import OffsetGap
+    from vigil.settings import VigilSettings
+    from vigil.worker import check_changelog_ends
+
+    stale = OffsetGap("c", 1, 7, 9)
+    repaired = _gaps_in_turn(monkeypatch, [[stale], [stale]])
+    check_changelog_ends(VigilSettings(), {}, settle_s=5, interval_s=0.01)
+    assert repaired == [[stale]]
 

@@ -32,7 +32,9 @@ def _fresh(base: VigilSettings, **update: object) -> VigilSettings:
         "topic_scores": f"t{tag}.scores", "topic_alerts": f"t{tag}.alerts",
         "topic_labels": f"t{tag}.labels", "topic_dlq": f"t{tag}.dlq",
         "topic_acks": f"t{tag}.acks", "sepsis_scorer": "model", "deterioration_scorer": "model",
-        **update})
+        # no wall-clock steps: the replay's last hours are "live" (event time near now), and
+        # a sweep escalating them by the clock would depend on when each run happened
+        "alert_sweep_s": 0, **update})
 
 
 def _run(s: VigilSettings, stays: list, now_ms: int, log: Path) -> dict:

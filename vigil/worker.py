@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from vigil.broker import wait_for_broker
@@ -31,27 +32,57 @@ class StateIntegrityError(RuntimeError):
     """Recovering the patients table from this broker would give wrong state."""
 
 
+CHANGELOG_SETTLE_S = 30.0  # how long a start waits for peers' changelog writes to settle
+
+
+def check_changelog_ends(settings: VigilSettings, kafka: dict, *,
+                         settle_s: float | None = None, interval_s: float = 0.5) -> None:
+    """Start only on a changelog faust can recover exactly (see vigil.broker_checks).
+
+    A gap between the broker's reported end and the log's real end has two causes: a peer
+    worker in the middle of a write (its one-record closing batch follows within
+    milliseconds, issue 13: a restart refused while a peer was busy), or a stale end left by
+    a crash between the two batches of a write. Only a gap seen twice in a row at the same
+    offsets is stale: that one is repaired; a moving one is waited out. What is still open
+    after ``settle_s`` is refused (:class:`StateIntegrityError`)."""
+    settle_s = CHANGELOG_SETTLE_S if settle_s is None else settle_s
+    topics = [changelog_topic(settings)]
+    deadline = time.monotonic() + settle_s
+    seen: set = set()
+    waiting = False
+    while True:
+        gaps = changelog_gaps(settings.bootstrap_servers, topics, options=kafka)
+        if not gaps:
+            return
+        stale = [g for g in gaps if g in seen]
+        if stale:
+            log.warning("changelog ends behind the log: %s", "; ".join(map(str, stale)))
+            repair_changelog_ends(settings.bootstrap_servers, stale, options=kafka)
+        elif not waiting:
+            log.info("the changelog is being written (a peer worker is busy): waiting for its "
+                     "ends to settle before recovering")
+            waiting = True
+        if time.monotonic() >= deadline:
+            raise StateIntegrityError(
+                "refusing to start: the patients table changelog cannot be recovered exactly.\n  "
+                + "\n  ".join(str(g) for g in gaps)
+                + f"\nAfter {settle_s:.0f} s of waiting and repairs, the broker's ListOffsets "
+                "answer (which faust uses to end table recovery) stays behind the log "
+                "(tansu's ListOffsets bug). Recovering would silently drop the newest patient "
+                "state. Start from a clean state (a new VIGIL_APP_ID, or delete topic "
+                f"{changelog_topic(settings)}) and re-replay, or use Apache Kafka "
+                "(VIGIL_KAFKA_URL).")
+        seen = set(gaps)
+        time.sleep(interval_s)
+
+
 def prepare_worker(settings: VigilSettings) -> Wiring:
     kafka = kafka_python_options(settings)  # TLS/SASL as configured; never logged
     log.info("Kafka: %s", describe(settings))
     wait_for_broker(settings.bootstrap_servers, timeout_s=30, options=kafka)
     ensure_topics(settings)
     exact = list_offsets_exact(settings.bootstrap_servers, options=kafka)
-    topics = [changelog_topic(settings)]
-    gaps = changelog_gaps(settings.bootstrap_servers, topics, options=kafka)
-    if gaps:
-        log.warning("changelog ends behind the log: %s", "; ".join(map(str, gaps)))
-        repair_changelog_ends(settings.bootstrap_servers, gaps, options=kafka)
-        gaps = changelog_gaps(settings.bootstrap_servers, topics, options=kafka)
-    if gaps:
-        raise StateIntegrityError(
-            "refusing to start: the patients table changelog cannot be recovered exactly.\n  "
-            + "\n  ".join(str(g) for g in gaps)
-            + "\nThe broker's ListOffsets answer (which faust uses to end table recovery) stays "
-            "behind the log even after re-appending the last record (tansu's ListOffsets bug). "
-            "Recovering would silently drop the newest patient state. "
-            f"Start from a clean state (a new VIGIL_APP_ID, or delete topic "
-            f"{changelog_topic(settings)}) and re-replay, or use Apache Kafka (VIGIL_KAFKA_URL).")
+    check_changelog_ends(settings, kafka)
     metrics = Metrics(kinds=[k.name for k in registered(settings)])
     # every compilation from here on is counted (vigil_jax_compilations_total): the stream
     # should compile once per fixed batch shape, at warm-up, and never again

@@ -170,7 +170,8 @@ def test_a_label_known_in_the_future_is_refused_not_queued(features, windows) ->
     far = json.dumps({"patient": "pt-a", "kind": "sepsis", "event_time": _iso(T0),
                       "label": 1, "known_time": "2999-01-01T00:00:00Z"}).encode()
     w.feed([InRecord("vigil.labels", 0, 0, b"pt-a", far, T0)])
-    assert w.store.get(queue_key(0)) is None
+    q = decode_queue(w.store.get(queue_key(0)))
+    assert q.items == [] and q.next_offset == 1  # handled (dead-lettered), not queued
     (topic, _, _), = w.pub.sent
     assert topic == w.settings.topic_dlq
 
@@ -199,3 +200,30 @@ def test_labels_read_again_after_a_crash_are_not_queued_twice(features, windows)
     q = decode_queue(w.store.get(queue_key(0)))
     assert [x.seq for x in q.items] == list(range(15)) and q.next_offset == 15
     assert [x.raw for x in q.items] == [r.value for r in mine[:15]]
+
+
+def test_labels_faust_skipped_are_fetched_from_the_broker(features, windows) -> None:
+    """faust can ack labels it never delivered (flow control during a rebalance): a batch
+    that starts beyond the queue's next offset is completed from the broker first."""
+    _, labels = _inputs()
+    mine = [r for r in labels if r.partition == 0]
+
+    class _Gaps:
+        asked: list = []
+
+        async def fetch(self, partition, offsets):  # type: ignore[no-untyped-def]
+            self.asked.append((partition, offsets))
+            return [r for r in mine if r.offset in offsets]
+
+    acked: list = []
+
+    async def ack(p, offsets):  # type: ignore[no-untyped-def]
+        acked.append((p, offsets))
+
+    w = _Worker(features, windows)
+    w.labels.gaps, w.labels.ack_filled = _Gaps(), ack  # type: ignore[assignment]
+    w.feed(mine[:2])
+    w.feed(mine[6:9])  # offsets 2..5 never delivered
+    q = decode_queue(w.store.get(queue_key(0)))
+    assert _Gaps.asked == [(0, [2, 3, 4, 5])] and acked == [(0, [2, 3, 4, 5])]
+    assert [x.raw for x in q.items] == [r.value for r in mine[:9]]
