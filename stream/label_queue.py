@@ -146,12 +146,15 @@ class LabelClocks:
         self.vitals_at[partition] = time.monotonic()
 
     def idle_for(self, partition: int, next_vitals_offset: int | None) -> float:
-        """Seconds the vitals of ``partition`` have been quiet here: nothing processed, and
-        nothing waiting (``next_vitals_offset``, the next offset to process, has reached the
-        partition's end). The clock starts when this worker first asks, so a partition that
-        just moved here is not "quiet" because another worker had it."""
+        """Seconds the vitals of ``partition`` have been quiet here: every record up to the
+        partition's end processed (``next_vitals_offset``, the next one to process, has
+        reached it), and none for that long; inf when caught up and none processed here
+        since start (a partition that moved here with nothing waiting). Unknown end, or
+        records waiting: 0."""
         now = time.monotonic()
         end = self.vitals_highwater(partition)
-        if end is not None and (next_vitals_offset is None or next_vitals_offset < end):
-            self.vitals_at[partition] = now  # records wait: busy, not quiet
-        return now - self.vitals_at.setdefault(partition, now)
+        if end is None or (next_vitals_offset or 0) < end:
+            self.vitals_at[partition] = now  # records wait (or cannot tell): busy
+            return 0.0
+        at = self.vitals_at.get(partition)
+        return float("inf") if at is None else now - at

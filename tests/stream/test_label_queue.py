@@ -19,7 +19,8 @@ from vigil.models.online import OnlineModel, OnlineScorer
 from vigil.models.preprocess import Normaliser
 from vigil.settings import VigilSettings
 from vigil.stream.handlers import LabelsHandler, Sweeper, VitalsHandler
-from vigil.stream.label_queue import LabelQueue, decode_queue, queue_key
+from vigil.stream.gaps import decode_progress, progress_key
+from vigil.stream.label_queue import LabelClocks, LabelQueue, decode_queue, queue_key
 from vigil.stream.processor import Processor
 from vigil.stream.tables import PatientStore
 from vigil.wire.consumed import InRecord
@@ -182,8 +183,19 @@ def test_a_quiet_partition_learns_its_labels_by_the_wall_clock(features, windows
     w.feed(vitals)
     w.feed(labels)  # all after the vitals: nothing makes them due in event time
     assert len(decode_queue(w.store.get(queue_key(0))).items) > 0
-    w.settings = VigilSettings(label_idle_s=0)
-    sweeper = Sweeper(w.settings, w.proc, w.store, w.pub, _Metrics())  # type: ignore[arg-type]
+    w.settings = VigilSettings(label_idle_s=1)
+    ends = {0: 0}  # the vitals partitions' ends, as the worker's consumer last saw them
+
+    def end(p: int) -> int:
+        return ends.get(p, 0)
+
+    clocks = LabelClocks(vitals_highwater=end)
+    sweeper = Sweeper(w.settings, w.proc, w.store, w.pub, _Metrics(), clocks)  # type: ignore[arg-type]
+    ends[0] = 10**6  # records wait in partition 0: not quiet, nothing learned by the clock
+    asyncio.run(sweeper.sweep({0, 1}, T0 + 100 * HOUR))
+    assert len(decode_queue(w.store.get(queue_key(0))).items) > 0
+    ends[0] = decode_progress(w.store.get(progress_key(0)))  # caught up ...
+    clocks.vitals_at[0] -= 5  # ... and quiet for 5 s
     asyncio.run(sweeper.sweep({0, 1}, T0 + 100 * HOUR))
     assert decode_queue(w.store.get(queue_key(0))).items == []
     assert any(k == b"#online/0" for _, k, _ in w.pub.changelog)  # the learned model stored
