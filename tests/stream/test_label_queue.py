@@ -18,8 +18,8 @@ import numpy as np
 from vigil.models.online import OnlineModel, OnlineScorer
 from vigil.models.preprocess import Normaliser
 from vigil.settings import VigilSettings
-from vigil.stream.handlers import LabelsHandler, Sweeper, VitalsHandler
 from vigil.stream.gaps import decode_progress, progress_key
+from vigil.stream.handlers import LabelsHandler, Sweeper, VitalsHandler
 from vigil.stream.label_queue import LabelClocks, LabelQueue, decode_queue, queue_key
 from vigil.stream.processor import Processor
 from vigil.stream.tables import PatientStore
