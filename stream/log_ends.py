@@ -11,6 +11,7 @@ discarded, not mistaken for a new one), keeps only answers that came after the q
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -37,24 +38,29 @@ class LogEnds:
         if self._consumer is None:
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap_servers, group_id=None,
-                enable_auto_commit=False, client_id="vigil-log-ends", fetch_max_wait_ms=10,
+                # 1 ms: tansu waits out a fetch's whole max wait, and never answers 0
+                enable_auto_commit=False, client_id="vigil-log-ends", fetch_max_wait_ms=1,
                 **self.options)
             await self._consumer.start()
         c = self._consumer
         tps = {TopicPartition(self.topic, p): max(0, pos) for p, pos in positions.items()}
-        c.assign(list(tps))
+        c.assign(list(tps))  # its fetcher starts on them at once (in the background)
         for tp, pos in tps.items():
             c.seek(tp, pos)
         asked_ms = int(time.time() * 1000)
         deadline = time.monotonic() + self.timeout_s
         out: dict[int, int] = {}
-        while len(out) < len(tps) and time.monotonic() < deadline:
-            await c.getmany(*tps, timeout_ms=50, max_records=1)
-            for tp in tps:
-                at = c.last_poll_timestamp(tp)
-                end = c.highwater(tp)
-                if at is not None and at >= asked_ms and end is not None:
-                    out[tp.partition] = end
+        try:
+            while len(out) < len(tps) and time.monotonic() < deadline:
+                for tp in tps:
+                    at = c.last_poll_timestamp(tp)
+                    end = c.highwater(tp)
+                    if at is not None and at >= asked_ms and end is not None:
+                        out[tp.partition] = end
+                if len(out) < len(tps):
+                    await asyncio.sleep(0.001)
+        finally:
+            c.pause(*tps)  # no fetching between questions
         return out
 
     async def stop(self) -> None:
