@@ -5,6 +5,7 @@ deployed stack before any label, and the record-by-record comparison."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,20 @@ from vigil.settings import VigilSettings
 from vigil.stream.offline import FeatureTable
 from vigil.stream.replay.timeline import Timeline
 from vigil.wire.durations import HOUR_MS
+
+
+def fresh_settings(base: VigilSettings, **update: object) -> VigilSettings:
+    """``base`` on topics and an app id of its own, with the deployed models of both kinds
+    and no wall-clock steps (a replay's last hours are "live", event time near now, and a
+    sweep escalating them by the clock would depend on when each run happened): two runs
+    of the same input can then be compared output for output."""
+    tag = uuid.uuid4().hex[:8]
+    return base.model_copy(update={
+        "app_id": f"vigil-{tag}", "topic_vitals": f"t{tag}.vitals",
+        "topic_scores": f"t{tag}.scores", "topic_alerts": f"t{tag}.alerts",
+        "topic_labels": f"t{tag}.labels", "topic_dlq": f"t{tag}.dlq",
+        "topic_acks": f"t{tag}.acks", "sepsis_scorer": "model", "deterioration_scorer": "model",
+        "alert_sweep_s": 0, **update})
 
 
 @contextmanager

@@ -10,7 +10,6 @@ thousands of risks and tens of alert events (issue 13).
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,19 +21,8 @@ from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.timeline import Timeline
 from vigil.stream.topics import ensure_topics
 
+from .streamed import fresh_settings
 from .test_e2e import metric, wait_finished
-
-
-def _fresh(base: VigilSettings, **update: object) -> VigilSettings:
-    tag = uuid.uuid4().hex[:8]
-    return base.model_copy(update={
-        "app_id": f"vigil-{tag}", "topic_vitals": f"t{tag}.vitals",
-        "topic_scores": f"t{tag}.scores", "topic_alerts": f"t{tag}.alerts",
-        "topic_labels": f"t{tag}.labels", "topic_dlq": f"t{tag}.dlq",
-        "topic_acks": f"t{tag}.acks", "sepsis_scorer": "model", "deterioration_scorer": "model",
-        # no wall-clock steps: the replay's last hours are "live" (event time near now), and
-        # a sweep escalating them by the clock would depend on when each run happened
-        "alert_sweep_s": 0, **update})
 
 
 def _run(s: VigilSettings, stays: list, now_ms: int, log: Path) -> dict:
@@ -78,8 +66,8 @@ def test_the_same_input_gives_the_same_risks_and_alerts_whatever_the_batches(
         broker_settings, sample_2019, sample_2012, tmp_path) -> None:
     stays = load_stays(sample_2019, 12) + load_stays(sample_2012, 6)
     now_ms = int(time.time() * 1000)
-    big = _run(_fresh(broker_settings), stays, now_ms, tmp_path / "big.log")
-    small = _run(_fresh(broker_settings, batch_max_records=5, batch_within_s=0.001), stays,
+    big = _run(fresh_settings(broker_settings), stays, now_ms, tmp_path / "big.log")
+    small = _run(fresh_settings(broker_settings, batch_max_records=5, batch_within_s=0.001), stays,
                  now_ms, tmp_path / "small.log")
     for run in (big, small):
         assert len(run["risks"]) > 0.9 * run["vitals"] and run["timed_out"] == 0

@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from vigil.stream.replay.sources import load_stays
 from vigil.stream.replay.timeline import Timeline
 from vigil.stream.topics import ensure_topics
 
+from .streamed import fresh_settings
 from .test_e2e import consumer_lags, metric
 from .waiting import wait_until
 
@@ -46,17 +46,8 @@ BAD = [b"{not json", b'{"patient": "x"}', b"\xff\xfe", b'{"patient": "p", "event
        b'"1969-12-31T23:00:00Z", "observations": [{"code": "HR", "value": 80}]}']
 
 
-def _fresh(base: VigilSettings, **update: object) -> VigilSettings:
-    tag = uuid.uuid4().hex[:8]
-    return base.model_copy(update={
-        "app_id": f"vigil-{tag}", "topic_vitals": f"t{tag}.vitals",
-        "topic_scores": f"t{tag}.scores", "topic_alerts": f"t{tag}.alerts",
-        "topic_labels": f"t{tag}.labels", "topic_dlq": f"t{tag}.dlq",
-        "topic_acks": f"t{tag}.acks", "partitions": 8, "sepsis_scorer": "model",
-        "deterioration_scorer": "model", "label_idle_s": 10.0,
-        # no wall-clock steps: the replay's last hours are "live" (event time near now), and
-        # a sweep escalating them by the clock would depend on when each run happened
-        "alert_sweep_s": 0, **update})
+def _fresh(base: VigilSettings) -> VigilSettings:
+    return fresh_settings(base, partitions=8, label_idle_s=10.0)
 
 
 def _send_bad(s: VigilSettings) -> None:
