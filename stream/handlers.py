@@ -96,29 +96,30 @@ class VitalsHandler(_Handler):
 
     async def __call__(self, events: list) -> None:  # type: ignore[type-arg]
         batch = [in_record(e) for e in events]
-        await self.wait_for_labels(batch)
+        times = await self.wait_for_labels(batch)
         async with self.store.lock:
-            await self.handle(batch)
+            await self.handle(batch, times)
 
-    async def wait_for_labels(self, batch: list[InRecord]) -> None:
+    async def wait_for_labels(self, batch: list[InRecord]) -> dict[tuple[int, int], int | None]:
         """Wait, at most ``VIGIL_LABEL_IDLE_S``, until every label due within this batch
         has been queued: only then does what the online models learn before each record
         depend on the partitions' contents alone (Kafka Streams' ``max.task.idle.ms``).
 
         Queued means: a label known in the batch's last hour or later was read, or the
         labels partition was read to the end it had *after* this batch was fetched (every
-        label produced before these vitals is in it)."""
+        label produced before these vitals is in it). Returns each record's event time by
+        (partition, offset), read once for the label segmentation in :meth:`process` too."""
         if not self.processor.learners:
-            return
+            return {}
+        times = {(rec.partition, rec.offset): event_ms_of(rec.value) for rec in batch}
         latest: dict[int, int] = {}
-        for rec in batch:
-            t = event_ms_of(rec.value)
-            if t is not None and t > latest.get(rec.partition, -1):
-                latest[rec.partition] = t
+        for (p, _), t in times.items():
+            if t is not None and t > latest.get(p, -1):
+                latest[p] = t
         clocks = self.clocks
         behind = {p: t for p, t in latest.items() if not clocks.known_past(p, t)}
         if not behind:
-            return
+            return times
         try:
             ends = await clocks.ends({p: clocks.position(p) for p in behind})
         except Exception:  # the broker did not answer: wait out the idle time below
@@ -130,25 +131,28 @@ class VitalsHandler(_Handler):
                        for p, t in behind.items())
 
         if ready():
-            return
+            return times
         deadline = time.monotonic() + self.settings.label_idle_s
         while time.monotonic() < deadline:
             await asyncio.sleep(0.01)
             if ready():
                 self.metrics.label_waits.labels("caught_up").inc()
-                return
+                return times
         self.metrics.label_waits.labels("timed_out").inc()
         log.warning("the labels partition(s) %s did not catch up with their vitals within "
                     "%.1f s: going on without (what the online model knows before these "
                     "records may differ from a rerun)", sorted(behind),
                     self.settings.label_idle_s)
+        return times
 
-    async def handle(self, batch: list[InRecord]) -> None:
+    async def handle(self, batch: list[InRecord],
+                     times: dict[tuple[int, int], int | None] | None = None) -> None:
+        """``times``: event times already read (:meth:`wait_for_labels`); others are read."""
         started = time.perf_counter()
         expected = self.expected_offsets(batch)
         batch, holes = await self.complete(batch, expected)
         t_score = time.perf_counter()
-        res, queues = self.process(batch, _now_ms())
+        res, queues = self.process(batch, _now_ms(), times)
         self.metrics.scoring_seconds.observe(time.perf_counter() - t_score)
         await self.publisher.publish(self.outputs(res))
         await self.store.store(self.changes(res, batch, expected, queues))
@@ -158,7 +162,8 @@ class VitalsHandler(_Handler):
             self.clocks.vitals_seen(p)
         self.metrics.observe_batch(res, len(batch), started)
 
-    def process(self, batch: list[InRecord], now_ms: int
+    def process(self, batch: list[InRecord], now_ms: int,
+                times: dict[tuple[int, int], int | None] | None = None
                 ) -> tuple[BatchResult, dict[int, LabelQueue]]:
         """The batch through the processor, in parts: before the first record of a
         partition in an hour past a queued label's known time, the labels due are learned.
@@ -187,7 +192,8 @@ class VitalsHandler(_Handler):
                 q = queues[rec.partition] = decode_queue(self.store.get(queue_key(rec.partition)))
             if not q.items:
                 continue
-            t = event_ms_of(rec.value)
+            key = (rec.partition, rec.offset)
+            t = times[key] if times is not None and key in times else event_ms_of(rec.value)
             n = q.due_before(t) if t is not None else 0
             if n:
                 run(batch[start:i])
