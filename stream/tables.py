@@ -2,8 +2,8 @@
 
 One faust table, ``patients``, keyed by patient pseudonym (bytes), values msgpack bytes of
 :class:`~vigil.wire.state.PatientState`. Keys starting with ``#`` are Vigil's own
-bookkeeping in the same changelog (each vitals partition's progress, each partition's online
-models): no pseudonym starts with ``#``.
+bookkeeping in the same changelog (each vitals partition's progress, label queue and online
+models, and the markers of repaired log ends): no pseudonym starts with ``#``.
 
 Vigil writes the changelog itself (:meth:`PatientStore.store`), durable before the table and
 before the batch is acked; a crash in between re-processes the batch, and the deterministic

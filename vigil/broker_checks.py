@@ -10,8 +10,8 @@ records, i.e. with stale patient state. Three defences:
 * :func:`changelog_gaps` compares, for each changelog partition, the broker's "latest" with
   what a fetch actually finds, at every worker start;
 * :func:`repair_changelog_ends` closes a gap (left by a crash between two writes, or by
-  another writer) by appending the partition's last record again as a one-record batch:
-  the same key and value, so the table's content is unchanged, and "latest" is exact again.
+  another writer) by appending a marker record as a one-record batch, under a key no reader
+  uses, so the table's content is unchanged, and "latest" is exact again.
   If that does not close the gap, the worker refuses to start and says why.
 
 :func:`list_offsets_exact` probes the broker once so that the worker can report which kind
@@ -30,7 +30,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OffsetGap", "changelog_gaps", "list_offsets_exact", "repair_changelog_ends"]
+__all__ = ["END_MARKER_PREFIX", "OffsetGap", "changelog_gaps", "list_offsets_exact",
+           "repair_changelog_ends"]
+
+#: the key of a repair's marker record (a ``#`` key: no pseudonym has one, see stream.tables)
+END_MARKER_PREFIX = b"#end/"
 
 log = logging.getLogger(__name__)
 
@@ -117,30 +121,20 @@ def changelog_gaps(bootstrap: str, topics: list[str], timeout_ms: int = 1500, *,
 
 def repair_changelog_ends(bootstrap: str, gaps: list[OffsetGap], *,
                           options: Mapping[str, Any] | None = None) -> None:
-    """Append each gap's last record again, alone in its batch (see the module docstring)."""
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    """Append a marker record to each gap's partition, alone in its batch.
 
-    opts = dict(options or {})
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="vigil-changelog-repair",
-                             enable_auto_commit=False, group_id=None, **opts)
+    The marker's key (``#end/<partition>``) is one no reader uses, so the table's content
+    stays as it was. A copy of the last record would do the same only until a peer wrote
+    that key again between the read and the append: the copy would then revert it."""
+    from kafka import KafkaProducer
+
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
-                             client_id="vigil-changelog-repair", **opts)
+                             client_id="vigil-changelog-repair", **dict(options or {}))
     try:
         for gap in gaps:
-            tp = TopicPartition(gap.topic, gap.partition)
-            consumer.assign([tp])
-            consumer.seek(tp, gap.true_end - 1)
-            last = None
-            for _ in range(20):
-                recs = consumer.poll(timeout_ms=250).get(tp, [])
-                if recs:
-                    last = recs[-1]
-                    break
-            if last is None:
-                raise RuntimeError(f"cannot read the last record of {gap}")
-            producer.send(gap.topic, key=last.key, value=last.value, partition=gap.partition)
+            producer.send(gap.topic, key=END_MARKER_PREFIX + b"%d" % gap.partition,
+                          value=b"end repaired", partition=gap.partition)
             producer.flush()  # alone in its request, hence alone in its batch
-            log.warning("repaired %s by re-appending its last record as a one-record batch", gap)
+            log.warning("repaired %s by appending an end marker as a one-record batch", gap)
     finally:
         producer.close()
-        consumer.close()
