@@ -70,10 +70,10 @@ def wire(app: faust.App, settings: VigilSettings, processor: Processor,
     clocks = LabelClocks(ends=label_ends.ends,
                          committed=lambda p: _committed(app, settings.topic_labels, p),
                          vitals_highwater=lambda p: _highwater(app, settings.topic_vitals, p))
-    vitals = VitalsHandler(settings, processor, store, publisher, gaps, metrics, ack_filled,
-                           clocks)
     labels = LabelsHandler(settings, processor, store, publisher, metrics, clocks, label_gaps,
                            ack_filled_labels)
+    vitals = VitalsHandler(settings, processor, store, publisher, gaps, metrics, ack_filled,
+                           clocks, pull_labels=labels.pull)
     acks = AcksHandler(settings, processor, store, publisher, metrics)
     sweeper = Sweeper(settings, processor, store, publisher, metrics, clocks)
 

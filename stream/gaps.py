@@ -74,14 +74,24 @@ class GapFiller:
         self.topic = topic
         self._consumer: AIOKafkaConsumer | None = None
 
-    async def fetch(self, partition: int, offsets: list[int], timeout_s: float = 30.0) -> list[InRecord]:
+    async def _client(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
                                               enable_auto_commit=False, group_id=None,
                                               client_id="vigil-gap-filler",
                                               **self.options)
             await self._consumer.start()
-        c = self._consumer
+        return self._consumer
+
+    async def log_start(self, partition: int) -> int:
+        """The partition's first offset still in the log: where a partition nobody has
+        handled yet begins (0 on tansu, later where retention removed records)."""
+        c = await self._client()
+        tp = TopicPartition(self.topic, partition)
+        return int((await c.beginning_offsets([tp]))[tp])
+
+    async def fetch(self, partition: int, offsets: list[int], timeout_s: float = 30.0) -> list[InRecord]:
+        c = await self._client()
         tp = TopicPartition(self.topic, partition)
         c.assign([tp])
         c.seek(tp, offsets[0])

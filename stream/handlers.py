@@ -88,11 +88,15 @@ class VitalsHandler(_Handler):
     def __init__(self, settings: VigilSettings, processor: Processor, store: PatientStore,
                  publisher: OutputPublisher, gaps: GapFiller, metrics: Metrics,
                  ack_filled: Callable[[int, list[int]], Awaitable[None]],
-                 clocks: LabelClocks | None = None) -> None:
+                 clocks: LabelClocks | None = None,
+                 pull_labels: Callable[[int, int, int], Awaitable[None]] | None = None) -> None:
+        """``pull_labels(partition, start, end)``: fetch labels offsets [start, end) from
+        the broker and queue them (:meth:`LabelsHandler.pull`); None: wait for faust."""
         super().__init__(settings, processor, store, publisher, metrics)
         self.gaps = gaps
         self.ack_filled = ack_filled  # tells faust that fetched offsets are done
         self.clocks = clocks if clocks is not None else LabelClocks()
+        self.pull_labels = pull_labels
 
     async def __call__(self, events: list) -> None:  # type: ignore[type-arg]
         batch = [in_record(e) for e in events]
@@ -108,7 +112,15 @@ class VitalsHandler(_Handler):
         Queued means: a label known in the batch's last hour or later was read, or the
         labels partition was read to the end it had *after* this batch was fetched (every
         label produced before these vitals is in it). Returns each record's event time by
-        (partition, offset), read once for the label segmentation in :meth:`process` too."""
+        (partition, offset), read once for the label segmentation in :meth:`process` too.
+
+        The labels up to that end are pulled from the broker at once rather than waited for
+        from faust: during a rebalance faust pauses every partition, so a batch in flight
+        waited out the whole idle time while the group's rebalance went on without this
+        worker (tansu completes a join after half the session timeout); the group gave its
+        partitions to others, and its late write of stale state reverted theirs (seen in a
+        group run). faust delivers the pulled labels later as well: the queue's next
+        offset skips them."""
         if not self.processor.learners:
             return {}
         times = {(rec.partition, rec.offset): event_ms_of(rec.value) for rec in batch}
@@ -130,6 +142,17 @@ class VitalsHandler(_Handler):
             return all(clocks.known_past(p, t) or (p in ends and clocks.position(p) >= ends[p])
                        for p, t in behind.items())
 
+        if self.pull_labels is not None:
+            for p in sorted(behind):
+                start = clocks.position(p)
+                if p in ends and start < ends[p]:
+                    try:
+                        await self.pull_labels(p, start, ends[p])
+                    except Exception:  # the broker did not answer: faust may still deliver
+                        log.warning("could not pull labels %d..%d of partition %d", start,
+                                    ends[p] - 1, p, exc_info=True)
+                    else:
+                        self.metrics.labels_pulled.inc(ends[p] - start)
         if ready():
             return times
         deadline = time.monotonic() + self.settings.label_idle_s
@@ -243,11 +266,22 @@ class VitalsHandler(_Handler):
         return changes
 
 
-async def fill_gaps(batch: list[InRecord], expected: dict[int, int | None], gaps: GapFiller,
-                    metrics: Metrics, what: str
+async def fill_gaps(batch: list[InRecord], expected: dict[int, int | None],
+                    gaps: GapFiller | None, metrics: Metrics, what: str
                     ) -> tuple[list[InRecord], dict[int, list[int]]]:
     """``batch`` with the records faust skipped (between the offset each partition expects
-    next and the batch's last) fetched from the broker, and those offsets (see gaps)."""
+    next and the batch's last) fetched from the broker, and those offsets (see gaps).
+
+    A partition without bookkeeping has had none of its records handled (or its state is
+    gone with everything learned from them): it expects its log's first offset. faust can
+    skip a partition's first records too, before anything was stored for it (a group run
+    lost a partition's first five labels that way: its online model then differed)."""
+    if gaps is None:  # nothing to fetch from (the in-memory drivers and unit tests)
+        return batch, {}
+    expected = dict(expected)
+    for p in sorted({r.partition for r in batch}):
+        if expected.get(p) is None:
+            expected[p] = await gaps.log_start(p)
     holes = missing_offsets(batch, expected)
     for p, offsets in holes.items():
         log.error("faust skipped %d %s record(s) in partition %d (offsets %d..%d): fetching "
@@ -285,10 +319,24 @@ class LabelsHandler(_Handler):
         self.clocks = clocks if clocks is not None else LabelClocks()
         self.gaps = gaps
         self.ack_filled = ack_filled
+        self.pulled_from: dict[int, int] = {}  # first labels offset pulled ahead, by partition
 
     async def __call__(self, events: list) -> None:  # type: ignore[type-arg]
+        await self.take([in_record(e) for e in events])
+
+    async def take(self, batch: list[InRecord]) -> None:
         async with self.store.lock:  # the queues are read-modified-written like states
-            await self.handle([in_record(e) for e in events])
+            await self.handle(batch)
+
+    async def pull(self, partition: int, start: int, end: int) -> None:
+        """Labels offsets [start, end) of ``partition``, fetched from the broker and queued
+        now (for the vitals handler's wait, see VitalsHandler.wait_for_labels)."""
+        if self.gaps is None:
+            raise RuntimeError("no broker client to pull labels with")
+        async with self.store.lock:  # also keeps the labels agent's gap fetches apart
+            batch = await self.gaps.fetch(partition, list(range(start, end)), timeout_s=5.0)
+            self.pulled_from.setdefault(partition, start)
+            await self.handle(batch)
 
     async def handle(self, batch: list[InRecord]) -> None:
         now_ms = _now_ms()
@@ -297,10 +345,8 @@ class LabelsHandler(_Handler):
             raw = self.store.get(queue_key(p))
             if raw is not None:
                 queues[p] = decode_queue(raw)
-        holes: dict[int, list[int]] = {}
-        if self.gaps is not None:
-            batch, holes = await fill_gaps(batch, {p: q.next_offset for p, q in queues.items()},
-                                           self.gaps, self.metrics, "labels")
+        batch, holes = await fill_gaps(batch, {p: q.next_offset for p, q in queues.items()},
+                                       self.gaps, self.metrics, "labels")
         dead: Out = []
         known: dict[int, int] = {}
         for rec in sorted(batch, key=lambda r: (r.partition, r.offset)):
@@ -308,6 +354,8 @@ class LabelsHandler(_Handler):
             if q is None:
                 q = queues[rec.partition] = LabelQueue()
             if rec.offset < q.next_offset:  # handled before a crash or a partition move
+                if rec.offset >= self.pulled_from.get(rec.partition, rec.offset + 1):
+                    continue  # faust's copy of a label pulled ahead (counted when pulled)
                 self.metrics.online_labels.labels("redelivered").inc()
                 continue
             q.next_offset = rec.offset + 1

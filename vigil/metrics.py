@@ -92,6 +92,11 @@ class Metrics:
             "'stream' (the partition's vitals passed their hour: reproducible) or 'idle' "
             "(the partition's vitals were quiet for VIGIL_LABEL_IDLE_S: by the wall clock).",
             ["by"], registry=r)
+        self.labels_pulled = Counter(
+            "vigil_labels_pulled_total",
+            "Labels a vitals batch fetched from the broker itself, ahead of faust's delivery "
+            "(its wait for the labels partition's end; faust's copies are skipped).",
+            registry=r)
         self.label_waits = Counter(
             "vigil_label_waits_total",
             "Vitals batches that waited for the labels partition to catch up, by outcome "

@@ -65,6 +65,7 @@ def test_gap_filler_fetches_exactly_the_missing_offsets(broker) -> None:
     async def go():
         f = GapFiller(broker.bootstrap, topic)
         try:
+            assert await f.log_start(1) == 0 and await f.log_start(0) == 0
             got = await f.fetch(1, [3, 4, 9])
             with pytest.raises(RuntimeError, match="cannot be fetched"):
                 await f.fetch(1, [40], timeout_s=1.0)
