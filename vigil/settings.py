@@ -157,6 +157,11 @@ class VigilSettings(BaseSettings):
         default=30.0, gt=0,
         description="A worker that got SIGTERM/SIGINT and has not stopped gracefully after "
                     "this long exits by force (code 75); uncommitted input is re-processed.")
+    stall_timeout_s: float = Field(
+        default=300.0, ge=0,
+        description="A worker in a rebalance or table recovery that makes no progress (no "
+                    "new generation, no changelog record recovered) for this long exits with "
+                    "code 76 for its supervisor to restart it (0: never).")
     label_idle_s: float = Field(
         default=2.0, ge=0,
         description="How long a vitals batch waits for the labels partition to catch up to "

@@ -18,6 +18,7 @@ from vigil.settings import VigilSettings
 from vigil.stream.agents import Wiring, wire
 from vigil.stream.app import build_app
 from vigil.stream.processor import build_processor
+from vigil.stream.stall_watch import watch_faust
 from vigil.stream.topics import changelog_topic, ensure_topics
 
 __all__ = ["prepare_worker", "run_worker", "StateIntegrityError", "ShutdownWatchdog",
@@ -135,6 +136,8 @@ def run_worker(settings: VigilSettings) -> None:
 
     wiring = prepare_worker(settings)
     watchdog = ShutdownWatchdog(settings.shutdown_timeout_s)
+    if settings.stall_timeout_s > 0:
+        watch_faust(wiring.app, settings.stall_timeout_s)  # a stuck join/recovery ends it
 
     class _Worker(faust.Worker):  # type: ignore[misc]
         def _schedule_shutdown(self, signal: signal.Signals) -> None:  # noqa: D401
