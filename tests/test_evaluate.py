@@ -9,6 +9,7 @@ import warnings
 from typing import ClassVar
 
 import numpy as np
+import pytest
 
 from vigil.evaluation import preonset
 from vigil.evaluation.metrics import auprc, auroc
@@ -330,3 +331,40 @@ def test_bootstrap_weights_give_the_plain_figures_and_those_of_repeated_patients
                                for p in range(60)])
         assert abs(boot["auroc"][r] - auroc(y[rows], s[rows])) < 1e-12
         assert abs(boot["auprc"][r] - auprc(y[rows], s[rows])) < 1e-12
+
+
+def test_matched_burden_equals_the_best_threshold_within_each_burden_by_brute_force():
+    """The vectorised curves agree with warned_before_onset at every threshold: the warned
+    share reported at a burden is the best one among thresholds whose false alerts per
+    patient-day stay within it; identical scores differ by nothing, in every resample."""
+    from vigil.evaluation.preonset import matched_burden
+
+    rng = np.random.default_rng(3)
+    label, hours, patient, risk = [], [], [], []
+    for p in range(60):
+        n = int(rng.integers(20, 50))
+        onset = int(rng.integers(14, n)) if p % 4 == 0 else None
+        lab = np.zeros(n, np.int8)
+        if onset is not None:
+            lab[onset - 6:] = 1
+        label.append(lab)
+        hours.append(np.arange(1.0, n + 1))
+        patient.append(np.full(n, p))
+        base = rng.random(n) * 0.6 + (0.3 * (np.arange(n) > (onset or n) - 14))
+        risk.append(np.round(base, 2))  # few distinct values: every one is a threshold
+    label, hours, patient, risk = map(np.concatenate, (label, hours, patient, risk))
+    burdens = (0.5, 1.0, 3.0)
+    got = matched_burden(label, hours, patient, {"a": risk, "same": risk.copy()},
+                         burdens=burdens, reference="a", resamples=20)
+    for k, b in enumerate(burdens):
+        best = 0.0
+        for t in np.unique(risk):
+            active = risk >= t
+            w = warned_before_onset(label, hours, patient, active,
+                                    rising_by_patient(active, patient))
+            if w.false_alerts_per_patient_day <= b:
+                best = max(best, w.warned_share)
+        assert got["scorers"]["a"]["warned_share"][k] == pytest.approx(best)
+        assert got["scorers"]["same"]["difference_to_reference"][k] == 0.0
+        assert got["scorers"]["same"]["difference_ci95"][k] == [0.0, 0.0]
+    assert got["scorers"]["a"]["warned_share"][0] < got["scorers"]["a"]["warned_share"][-1]

@@ -30,7 +30,7 @@ from vigil.evaluation.metrics import auprc, auroc
 
 __all__ = ["ONLINE_EVENT_TIME", "ONLINE_EVENT_TIME_WITHHELD", "ONLINE_WITHHELD",
            "ONSET_AFTER_FIRST_LABEL_H", "WARNING_WINDOW_H", "Warnings", "bootstrap_ranking",
-           "interval", "onset_hours", "pre_onset_report",
+           "interval", "matched_burden", "onset_hours", "pre_onset_report",
            "pre_onset_rows", "rising_by_patient", "warned_before_onset"]
 
 ONSET_AFTER_FIRST_LABEL_H = 6.0  # labels start 6 h before clinical onset (Reyna et al. 2020)
@@ -333,5 +333,81 @@ def pre_onset_report(y: np.ndarray, hours: np.ndarray, patient: np.ndarray, risk
     }
     for n in online:
         scorers[n]["all_hours_auroc_ci95"] = interval(boot_all[n]["auroc"])
+    return out
+
+
+def _curves(y: np.ndarray, hours: np.ndarray, code: np.ndarray, n_patients: int,
+            risk: np.ndarray, thresholds: np.ndarray, window_h: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per patient, for every threshold: warned (0/1), raw false alert starts; and per
+    patient whether septic and the hours of its false-alert region (as warned_before_onset,
+    rows by patient, then hour)."""
+    onset = onset_hours(y, hours, code)
+    septic_rows = ~np.isnan(onset)
+    in_window = septic_rows & (hours >= onset - window_h) & (hours < onset)
+    false_region = ~septic_rows | (hours < onset - window_h)
+    septic = np.zeros(n_patients, bool)
+    np.logical_or.at(septic, code, septic_rows)
+    best = np.full(n_patients, -np.inf)
+    np.maximum.at(best, code[in_window], risk[in_window])
+    warned = (best[None, :] >= thresholds[:, None]).astype(np.float64)  # (T, P)
+    # a start at row i for threshold t: risk_i >= t and the patient's previous risk < t
+    prev = np.r_[-np.inf, risk[:-1]]
+    prev[np.r_[True, np.diff(code) != 0]] = -np.inf
+    rows = np.flatnonzero(false_region & (risk > prev))
+    lo = np.searchsorted(thresholds, prev[rows], side="right")  # first t > prev
+    hi = np.searchsorted(thresholds, risk[rows], side="right")  # first t > risk
+    steps = np.zeros((len(thresholds) + 1, n_patients))
+    np.add.at(steps, (lo, code[rows]), 1.0)
+    np.add.at(steps, (hi, code[rows]), -1.0)
+    starts = np.cumsum(steps, axis=0)[:-1]  # (T, P)
+    false_hours = np.bincount(code[false_region], minlength=n_patients).astype(np.float64)
+    return warned, starts, septic, false_hours
+
+
+def matched_burden(y: np.ndarray, hours: np.ndarray, patient: np.ndarray,
+                   scores: dict[str, np.ndarray], *, burdens: tuple[float, ...] = (0.5, 0.7, 1.0),
+                   reference: str, resamples: int = 300, seed: int = 42,
+                   window_h: float = WARNING_WINDOW_H, n_thresholds: int = 800) -> dict:
+    """Septic patients warned before onset at a matched false-alert burden, per scorer.
+
+    Comparing each score at its own shipped threshold compares two points at different
+    alert rates. Here every score's threshold is set so that its raw false alerts per
+    patient-day before onset stay within each burden in ``burdens`` (the best such
+    threshold), on the evaluated data itself: a comparison of the curves at equal alert
+    burden (like sensitivity at matched specificity), not a way to choose deployed levels.
+    The differences to ``reference`` are paired on the same patient-level bootstrap
+    resamples (within septic / non-septic), the threshold chosen again in each resample."""
+    y = np.asarray(y).astype(bool)
+    hours = np.asarray(hours, np.float64)
+    uniq, code = np.unique(patient, return_inverse=True)
+    P = len(uniq)
+    ones = np.ones((1, P))
+    sept_any = np.zeros(P, bool)
+    np.logical_or.at(sept_any, code, y)
+    counts = _resample_counts(code, sept_any, resamples, seed).astype(np.float64)
+    weights = np.vstack([ones, counts])  # row 0: the data as it is
+    best: dict[str, np.ndarray] = {}  # name -> (1 + resamples, len(burdens))
+    for name, risk in scores.items():
+        risk = np.asarray(risk, np.float64)
+        values = np.unique(risk)  # every distinct value when few, else a grid by rank,
+        # finest in the top tail where alert burdens of ~1 a patient-day live
+        thresholds = values if len(values) <= n_thresholds else np.unique(np.quantile(
+            risk, 1.0 - np.geomspace(0.5, 1e-6, n_thresholds)))
+        warned, starts, septic, false_hours = _curves(y, hours, code, P, risk, thresholds,
+                                                      window_h)
+        share = (weights * septic) @ warned.T / (weights @ septic)[:, None]  # (R, T)
+        burden = weights @ starts.T / (weights @ false_hours / 24.0)[:, None]
+        best[name] = np.stack([np.where(burden <= b, share, 0.0).max(axis=1) for b in burdens],
+                              axis=1)
+    out: dict = {"burdens_per_patient_day": list(burdens), "reference": reference,
+                 "bootstrap": {"resamples": resamples, "seed": seed}, "scorers": {}}
+    for name, b in best.items():
+        row: dict = {"warned_share": [float(v) for v in b[0]]}
+        if name != reference:
+            d = b - best[reference]
+            row["difference_to_reference"] = [float(v) for v in d[0]]
+            row["difference_ci95"] = [interval(d[1:, k]) for k in range(len(burdens))]
+        out["scorers"][name] = row
     return out
 
