@@ -73,7 +73,7 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(8, 4))
         ax.barh(names, [100 * incl[n] / total for n in names], color="#4c72b0")
         ax.set_xlabel("% of the worker's samples (inclusive)")
-        ax.set_title(f"Where one worker's time goes draining a backlog ({total:,} samples)")
+        ax.set_title(f"One worker draining a backlog: py-spy, {total:,} samples")
         fig.tight_layout()
         args.png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.png, dpi=110)
