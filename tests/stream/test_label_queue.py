@@ -98,6 +98,22 @@ class _Worker:
         return scores, alerts
 
 
+class _Gaps:
+    """The broker's side of the gap filler over given records: every fetch is recorded."""
+
+    def __init__(self, records: list[InRecord]) -> None:
+        self.by_offset = {(r.partition, r.offset): r for r in records}
+        self.asked: list = []
+
+    async def log_start(self, partition: int) -> int:
+        return 0
+
+    async def fetch(self, partition: int, offsets: list[int],
+                    timeout_s: float = 30.0) -> list[InRecord]:
+        self.asked.append((partition, offsets))
+        return [self.by_offset[(partition, o)] for o in offsets]
+
+
 def _due_labels(labels: list[InRecord], upto_ms: int) -> list[InRecord]:
     return [r for r in labels if json.loads(r.value)["known_time"] < _iso(upto_ms)]
 
@@ -220,15 +236,7 @@ def test_labels_faust_skipped_are_fetched_from_the_broker(features, windows) -> 
     _, labels = _inputs()
     mine = [r for r in labels if r.partition == 0]
 
-    class _Gaps:
-        asked: list = []
-
-        async def log_start(self, partition):  # type: ignore[no-untyped-def]
-            return 0
-
-        async def fetch(self, partition, offsets):  # type: ignore[no-untyped-def]
-            self.asked.append((partition, offsets))
-            return [r for r in mine if r.offset in offsets]
+    gaps = _Gaps(mine)
 
     acked: list = []
 
@@ -236,11 +244,11 @@ def test_labels_faust_skipped_are_fetched_from_the_broker(features, windows) -> 
         acked.append((p, offsets))
 
     w = _Worker(features, windows)
-    w.labels.gaps, w.labels.ack_filled = _Gaps(), ack  # type: ignore[assignment]
+    w.labels.gaps, w.labels.ack_filled = gaps, ack  # type: ignore[assignment]
     w.feed(mine[:2])
     w.feed(mine[6:9])  # offsets 2..5 never delivered
     q = decode_queue(w.store.get(queue_key(0)))
-    assert _Gaps.asked == [(0, [2, 3, 4, 5])] and acked == [(0, [2, 3, 4, 5])]
+    assert gaps.asked == [(0, [2, 3, 4, 5])] and acked == [(0, [2, 3, 4, 5])]
     assert [x.raw for x in q.items] == [r.value for r in mine[:9]]
 
 
@@ -252,15 +260,7 @@ def test_labels_faust_skipped_before_anything_was_queued_are_fetched_too(feature
     _, labels = _inputs()
     mine = [r for r in labels if r.partition == 0]
 
-    class _Gaps:
-        asked: list = []
-
-        async def log_start(self, partition):  # type: ignore[no-untyped-def]
-            return 0
-
-        async def fetch(self, partition, offsets):  # type: ignore[no-untyped-def]
-            self.asked.append((partition, offsets))
-            return [r for r in mine if r.offset in offsets]
+    gaps = _Gaps(mine)
 
     acked: list = []
 
@@ -268,10 +268,10 @@ def test_labels_faust_skipped_before_anything_was_queued_are_fetched_too(feature
         acked.append((p, offsets))
 
     w = _Worker(features, windows)
-    w.labels.gaps, w.labels.ack_filled = _Gaps(), ack  # type: ignore[assignment]
+    w.labels.gaps, w.labels.ack_filled = gaps, ack  # type: ignore[assignment]
     w.feed(mine[5:8])  # offsets 0..4 never delivered, and nothing queued yet
     q = decode_queue(w.store.get(queue_key(0)))
-    assert _Gaps.asked == [(0, [0, 1, 2, 3, 4])] and acked == [(0, [0, 1, 2, 3, 4])]
+    assert gaps.asked == [(0, [0, 1, 2, 3, 4])] and acked == [(0, [0, 1, 2, 3, 4])]
     assert [x.raw for x in q.items] == [r.value for r in mine[:8]] and q.next_offset == 8
 
 
@@ -280,15 +280,7 @@ def test_vitals_faust_skipped_before_any_progress_was_stored_are_fetched(feature
     vitals, _ = _inputs()
     mine = [r for r in vitals if r.partition == 0]
 
-    class _Gaps:
-        asked: list = []
-
-        async def log_start(self, partition):  # type: ignore[no-untyped-def]
-            return 0
-
-        async def fetch(self, partition, offsets):  # type: ignore[no-untyped-def]
-            self.asked.append((partition, offsets))
-            return [r for r in mine if r.offset in offsets]
+    gaps = _Gaps(mine)
 
     async def ack(p, offsets):  # type: ignore[no-untyped-def]
         pass
@@ -296,9 +288,9 @@ def test_vitals_faust_skipped_before_any_progress_was_stored_are_fetched(feature
     whole = _Worker(features, windows)
     whole.feed(mine[:6])
     w = _Worker(features, windows)
-    w.vitals.gaps, w.vitals.ack_filled = _Gaps(), ack  # type: ignore[assignment]
+    w.vitals.gaps, w.vitals.ack_filled = gaps, ack  # type: ignore[assignment]
     w.feed(mine[3:6])  # the partition's first three records never delivered
-    assert _Gaps.asked == [(0, [0, 1, 2])]
+    assert gaps.asked == [(0, [0, 1, 2])]
     assert w.outputs() == whole.outputs() and len(w.outputs()[0]) == 6
 
 
@@ -314,12 +306,6 @@ def test_a_vitals_batch_pulls_the_labels_it_needs_instead_of_waiting(features, w
     by_offset = {(r.partition, r.offset): r for r in labels}
     ends = {p: 1 + max(o for q, o in by_offset if q == p) for p in PATIENTS.values()}
 
-    class _Gaps:
-        async def log_start(self, partition):  # type: ignore[no-untyped-def]
-            return 0
-
-        async def fetch(self, partition, offsets, timeout_s=30.0):  # type: ignore[no-untyped-def]
-            return [by_offset[(partition, o)] for o in offsets]
 
     async def the_ends(positions):  # type: ignore[no-untyped-def]
         return {p: ends[p] for p in positions}
@@ -329,7 +315,7 @@ def test_a_vitals_batch_pulls_the_labels_it_needs_instead_of_waiting(features, w
         max_clock_skew_s=10**9, label_idle_s=0.5)  # waiting it out would miss the labels
     clocks = LabelClocks(ends=the_ends)
     w.vitals.clocks = w.labels.clocks = clocks
-    w.labels.gaps = _Gaps()  # type: ignore[assignment]
+    w.labels.gaps = _Gaps(labels)  # type: ignore[assignment]
     w.vitals.pull_labels = w.labels.pull
 
     async def go() -> None:
