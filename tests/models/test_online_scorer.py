@@ -97,19 +97,3 @@ def test_label_outcomes(features, windows) -> None:
     assert [g for g, _, _ in p.take_state()] == [0]
     fixed = Processor(windows, [QsofaScorer(features.names), News2Scorer(features.names)])
     assert fixed.learn(label(8), state, 0) == "no_online_model"
-
-
-def test_batch_predictions_are_rivers_own_row_by_row() -> None:
-    """The batch dot product gives what River's predict_proba_one gives for each row, also
-    for logits beyond River's ±30 clamp and after further learning."""
-    rng = np.random.default_rng(5)
-    Z = rng.normal(size=(500, 9))
-    m = OnlineModel.warm_start(Z, rng.random(500) < 0.2)
-    rows = np.vstack([rng.normal(size=(40, 9)), 400 * rng.normal(size=(8, 9))])
-    for _ in range(2):
-        river = np.array([m.model.predict_proba_one(dict(enumerate(z.tolist()))).get(True, 0.0)
-                          for z in rows])
-        np.testing.assert_allclose(m.predict(rows), river, rtol=0, atol=1e-12)
-        assert np.isin(river[40:], (0.0, 1.0)).any(), "the clamp must be exercised"
-        for z in rows[:10]:
-            m.learn(z, 1)
