@@ -80,10 +80,11 @@ class _Supervisor:
                 current.wait_ready(timeout_s=max(1.0, deadline - time.monotonic()))
                 return
             except RuntimeError:  # exited during start-up: a stall is restarted above
-                if time.monotonic() >= deadline or current.proc is None or \
-                        current.proc.returncode != EXIT_STALLED:
+                if current.proc is None or current.proc.returncode != EXIT_STALLED:
                     raise
-                time.sleep(1.0)
+                wait_until(lambda old=current: self.current(w) is not old,  # type: ignore[misc]
+                           max(1.0, deadline - time.monotonic()),
+                           f"a replacement for {current.log_path.name} (exit 76)")
 
     def current(self, w: WorkerProcess) -> WorkerProcess:
         """``w``, or the worker started in its place."""

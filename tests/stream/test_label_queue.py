@@ -114,6 +114,21 @@ class _Gaps:
         return [self.by_offset[(partition, o)] for o in offsets]
 
 
+def _with_gaps(w: _Worker, topic: str) -> tuple[_Worker, list[InRecord], _Gaps, list]:
+    """``w`` whose ``topic`` handler fetches partition 0's records from a broker stand-in;
+    the partition's records, the stand-in, and the offsets registered with faust."""
+    vitals, labels = _inputs()
+    mine = [r for r in (vitals if topic == "vitals" else labels) if r.partition == 0]
+    gaps, acked = _Gaps(mine), []
+
+    async def ack(p, offsets):  # type: ignore[no-untyped-def]
+        acked.append((p, offsets))
+
+    handler = w.vitals if topic == "vitals" else w.labels
+    handler.gaps, handler.ack_filled = gaps, ack  # type: ignore[assignment]
+    return w, mine, gaps, acked
+
+
 def _due_labels(labels: list[InRecord], upto_ms: int) -> list[InRecord]:
     return [r for r in labels if json.loads(r.value)["known_time"] < _iso(upto_ms)]
 
@@ -233,18 +248,7 @@ def test_labels_read_again_after_a_crash_are_not_queued_twice(features, windows)
 def test_labels_faust_skipped_are_fetched_from_the_broker(features, windows) -> None:
     """faust can ack labels it never delivered (flow control during a rebalance): a batch
     that starts beyond the queue's next offset is completed from the broker first."""
-    _, labels = _inputs()
-    mine = [r for r in labels if r.partition == 0]
-
-    gaps = _Gaps(mine)
-
-    acked: list = []
-
-    async def ack(p, offsets):  # type: ignore[no-untyped-def]
-        acked.append((p, offsets))
-
-    w = _Worker(features, windows)
-    w.labels.gaps, w.labels.ack_filled = gaps, ack  # type: ignore[assignment]
+    w, mine, gaps, acked = _with_gaps(_Worker(features, windows), "labels")
     w.feed(mine[:2])
     w.feed(mine[6:9])  # offsets 2..5 never delivered
     q = decode_queue(w.store.get(queue_key(0)))
@@ -257,18 +261,7 @@ def test_labels_faust_skipped_before_anything_was_queued_are_fetched_too(feature
     """A partition's first labels can be skipped by faust before its queue exists (seen in
     a group run: a partition's first five labels never learned, its online model differed):
     with no queue, the partition expects its log's first offset."""
-    _, labels = _inputs()
-    mine = [r for r in labels if r.partition == 0]
-
-    gaps = _Gaps(mine)
-
-    acked: list = []
-
-    async def ack(p, offsets):  # type: ignore[no-untyped-def]
-        acked.append((p, offsets))
-
-    w = _Worker(features, windows)
-    w.labels.gaps, w.labels.ack_filled = gaps, ack  # type: ignore[assignment]
+    w, mine, gaps, acked = _with_gaps(_Worker(features, windows), "labels")
     w.feed(mine[5:8])  # offsets 0..4 never delivered, and nothing queued yet
     q = decode_queue(w.store.get(queue_key(0)))
     assert gaps.asked == [(0, [0, 1, 2, 3, 4])] and acked == [(0, [0, 1, 2, 3, 4])]
@@ -277,22 +270,12 @@ def test_labels_faust_skipped_before_anything_was_queued_are_fetched_too(feature
 
 def test_vitals_faust_skipped_before_any_progress_was_stored_are_fetched(features,
                                                                          windows) -> None:
-    vitals, _ = _inputs()
-    mine = [r for r in vitals if r.partition == 0]
-
-    gaps = _Gaps(mine)
-
-    async def ack(p, offsets):  # type: ignore[no-untyped-def]
-        pass
-
+    w, mine, gaps, _ = _with_gaps(_Worker(features, windows), "vitals")
     whole = _Worker(features, windows)
     whole.feed(mine[:6])
-    w = _Worker(features, windows)
-    w.vitals.gaps, w.vitals.ack_filled = gaps, ack  # type: ignore[assignment]
     w.feed(mine[3:6])  # the partition's first three records never delivered
     assert gaps.asked == [(0, [0, 1, 2])]
     assert w.outputs() == whole.outputs() and len(w.outputs()[0]) == 6
-
 
 
 def test_a_vitals_batch_pulls_the_labels_it_needs_instead_of_waiting(features, windows) -> None:
