@@ -12,7 +12,6 @@ with one uninterrupted single-worker run of the same input (issue 13):
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
@@ -35,15 +34,6 @@ from .streamed import fresh_settings
 from .test_e2e import consumer_lags, metric
 from .waiting import wait_until
 
-# Not in the default run: in about one run of ten, tansu 0.6's group coordinator loses the
-# group's leader when it leaves mid-rebalance, and the remaining workers re-join the same
-# generation with nobody assigning partitions; restarting them (the stall watch's exit 76,
-# the supervisor below) did not clear it (five restarts each in a CI run). A flaky test
-# blocks everyone, so it is opt-in until that is solved (issue 13): VIGIL_SOAK=1.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("VIGIL_SOAK") != "1",
-    reason="worker-group soak test (VIGIL_SOAK=1): tansu's coordinator can get stuck, issue 13")
-
 BAD = [b"{not json", b'{"patient": "x"}', b"\xff\xfe", b'{"patient": "p", "event_time": '
        b'"1969-12-31T23:00:00Z", "observations": [{"code": "HR", "value": 80}]}']
 
@@ -57,11 +47,11 @@ def _fresh(base: VigilSettings) -> VigilSettings:
 class _Supervisor:
     """Restarts a worker that exits with the stall code, as systemd or Kubernetes would.
 
-    tansu's group coordinator can get stuck when the leader leaves during a rebalance: the
-    members then re-join the same generation every few seconds and nobody is elected to
-    assign (seen in one of ten runs here: c left as leader of generation 4, and a2 and d
-    looped in generation 5 until their stall watch ended them with code 76). A fresh
-    process re-joins a fresh generation. Every restart is counted and reported."""
+    Before workers on tansu stopped sending LeaveGroup (vigil/group_leave.py), tansu's
+    coordinator got stuck in one run of ten: c left as leader of a forming generation and
+    a2 and d re-joined it with no leader until their stall watch ended them with code 76,
+    and restarts did not help. A stall is not expected now; if one happens the worker is
+    restarted, and every restart is counted and reported."""
 
     def __init__(self, start: Callable[[str], WorkerProcess], live: list[WorkerProcess]) -> None:
         self.start, self.live = start, live

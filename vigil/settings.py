@@ -126,6 +126,12 @@ class VigilSettings(BaseSettings):
         gt=0,
         description="Consumer group session timeout. A group join waits half of it on tansu.",
     )
+    kafka_leave_group: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Whether a stopping worker sends LeaveGroup (its partitions move at once) "
+                    "or lets its group session expire (they move after the session timeout). "
+                    "auto: off on tansu, whose coordinator can keep a departed member as the "
+                    "forming group's leader (vigil/group_leave.py), on elsewhere.")
     fetch_max_wait_ms: int = Field(
         default=50, ge=1, le=5000,
         description="How long a worker's fetch may wait for records (tansu holds it that long).",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from vigil.broker import wait_for_broker
 from vigil.broker_checks import changelog_gaps, list_offsets_exact, repair_changelog_ends
+from vigil.group_leave import configure_group_leave
 from vigil.kafka_config import describe, kafka_python_options
 from vigil.kinds import registered
 from vigil.metrics import Metrics, watch_jax_compilations
@@ -83,6 +84,7 @@ def prepare_worker(settings: VigilSettings) -> Wiring:
     wait_for_broker(settings.bootstrap_servers, timeout_s=30, options=kafka)
     ensure_topics(settings)
     exact = list_offsets_exact(settings.bootstrap_servers, options=kafka)
+    configure_group_leave(settings, exact, options=kafka)
     check_changelog_ends(settings, kafka)
     metrics = Metrics(kinds=[k.name for k in registered(settings)])
     # every compilation from here on is counted (vigil_jax_compilations_total): the stream
