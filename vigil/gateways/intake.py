@@ -9,7 +9,6 @@ clock, and everything refused goes to ``vigil.dlq`` from here, so it is never dr
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from dataclasses import dataclass
@@ -25,20 +24,18 @@ from vigil.wire.records import (
     Observation,
     Rejection,
     VitalsRecord,
+    dlq_payload,
     encode,
 )
 
 __all__ = ["Issue", "Door", "WIRE_REASONS", "to_rejection", "dead_letter", "short_id",
-           "MAX_DLQ_PAYLOAD"]
+]
 
 Severity = Literal["E", "W", "I"]
 
 # reasons a vigil.wire.records.Rejection can carry (the gateways' own are among them); an
 # issue with any other reason is dead-lettered as "schema", its reason first in the detail
 WIRE_REASONS = REJECTION_REASONS
-
-MAX_DLQ_PAYLOAD = 256 * 1024  # characters kept of a refused payload (Kafka's 1 MB default)
-
 
 @dataclass(frozen=True, slots=True)
 class Issue:
@@ -113,15 +110,8 @@ def dead_letter(dlq_id: str, scope: str, issues: list[Issue], source: str, paylo
     ``offset`` the position of the message on its connection (-1 when not known). The
     payload is the de-identified original (see :func:`vigil.gateways.hl7_message.redact`).
     """
-    if isinstance(payload, bytes):
-        try:
-            text, encoding = payload.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
-    else:
-        text, encoding = payload, "utf-8"
-    if len(text) > MAX_DLQ_PAYLOAD:
-        text = text[:MAX_DLQ_PAYLOAD] + f"\n[truncated: {len(text)} characters]"
+    text, encoding, cut = dlq_payload(payload if isinstance(payload, bytes)
+                                      else payload.encode("utf-8", "surrogatepass"))
     rejections = [to_rejection(i) for i in issues] or [Rejection("schema", "refused")]
     return encode(DeadLetter(
         dlq_id=dlq_id[:200],
@@ -132,6 +122,7 @@ def dead_letter(dlq_id: str, scope: str, issues: list[Issue], source: str, paylo
         partition=-1,
         offset=seq,
         payload=text,
-        payload_encoding=encoding,  # type: ignore[arg-type]
+        payload_encoding=encoding,
+        payload_truncated_from=cut,
         received_at=now or datetime.now(UTC),
     ))

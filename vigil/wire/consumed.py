@@ -8,12 +8,11 @@ any producer can send one), so neither ever assumes it is text.
 
 from __future__ import annotations
 
-import base64
 import traceback
 from dataclasses import dataclass
 
 from vigil.wire.durations import ms_to_dt
-from vigil.wire.records import DeadLetter, Rejection
+from vigil.wire.records import DeadLetter, Rejection, dlq_payload
 
 __all__ = ["InRecord", "dead_letter", "short_error"]
 
@@ -38,11 +37,7 @@ def dead_letter(rec: InRecord, scope: str, rejections: list[Rejection], now_ms: 
     >>> d.dlq_id, d.payload, d.payload_encoding
     ('t:0:7', '', 'utf-8')
     """
-    value = rec.value if rec.value is not None else b""
-    try:
-        payload, encoding = value.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        payload, encoding = base64.b64encode(value).decode("ascii"), "base64"
+    payload, encoding, cut = dlq_payload(rec.value if rec.value is not None else b"")
     suffix = "" if scope == "record" else ":observations"
     return DeadLetter(
         dlq_id=f"{rec.topic}:{rec.partition}:{rec.offset}{suffix}",
@@ -53,8 +48,9 @@ def dead_letter(rec: InRecord, scope: str, rejections: list[Rejection], now_ms: 
         partition=rec.partition,
         offset=rec.offset,
         payload=payload,
-        payload_encoding=encoding,  # type: ignore[arg-type]
+        payload_encoding=encoding,
         received_at=ms_to_dt(now_ms),
+        payload_truncated_from=cut,
     )
 
 

@@ -7,6 +7,7 @@ every topic are pseudonyms made at the edge (:mod:`vigil.stream.pseudonym`), nev
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Annotated, Literal, TypeVar, get_args
 
@@ -23,6 +24,8 @@ __all__ = [
     "AlertEvent",
     "Rejection",
     "DeadLetter",
+    "dlq_payload",
+    "MAX_DLQ_PAYLOAD_BYTES",
     "AckEvent",
     "encode",
     "VITALS_DECODER",
@@ -219,6 +222,34 @@ class DeadLetter(Struct, frozen=True, omit_defaults=True):
     payload: str
     payload_encoding: Literal["utf-8", "base64"]
     received_at: datetime
+    #: the original payload's size in bytes when only its first MAX_DLQ_PAYLOAD_BYTES are
+    #: kept in ``payload`` (still valid in its encoding); absent when it is whole
+    payload_truncated_from: int | None = None
+
+
+#: bytes of a refused payload a dead letter keeps. A vitals record may be up to Kafka's 1 MB
+#: a record (``message.max.bytes``); its dead letter, base64 a third larger plus the reasons,
+#: would not fit, and a dead letter the broker refuses would stop the worker on it.
+MAX_DLQ_PAYLOAD_BYTES = 256 * 1024
+
+
+def dlq_payload(value: bytes) -> tuple[str, Literal["utf-8", "base64"], int | None]:
+    """(payload, encoding, original size when cut) for a dead letter: UTF-8 text as it is,
+    anything else base64, at most :data:`MAX_DLQ_PAYLOAD_BYTES` of it.
+
+    >>> dlq_payload(b"{bad"), dlq_payload(b"\\xff")
+    (('{bad', 'utf-8', None), ('/w==', 'base64', None))
+    >>> text, _, was = dlq_payload(("é" * MAX_DLQ_PAYLOAD_BYTES).encode())
+    >>> len(text.encode()) <= MAX_DLQ_PAYLOAD_BYTES, was == 2 * MAX_DLQ_PAYLOAD_BYTES
+    (True, True)
+    """
+    cut = len(value) if len(value) > MAX_DLQ_PAYLOAD_BYTES else None
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return (base64.b64encode(value[:MAX_DLQ_PAYLOAD_BYTES]).decode("ascii"), "base64", cut)
+    # the whole value is UTF-8, so "ignore" only drops a character cut in two at the end
+    return value[:MAX_DLQ_PAYLOAD_BYTES].decode("utf-8", "ignore"), "utf-8", cut
 
 
 class AckEvent(Struct, frozen=True, omit_defaults=True):
