@@ -278,14 +278,11 @@ def test_a_group_that_loses_gains_and_sheds_workers_publishes_what_one_worker_do
             + "; ".join(f"{w.log_path.name}: {w.proc.poll() if w.proc else None}"
                         for w in live)))
         assert collector.wait_caught_up()
-        # commits: measured, not required (faust's commit can stall after a kill -9, see
-        # README "Known limits"); what matters above is that nothing is lost or changed
+        # commits reach every partition's end: they crawled for up to a minute after the
+        # kill while faust's acknowledged offsets held duplicates (stream/transport.py)
         started = time.monotonic()
-        try:
-            wait_until(lambda: _group_done(live, s), 60, "the group to commit everything")
-            committed_s: float | None = round(time.monotonic() - started, 1)
-        except AssertionError:
-            committed_s = None
+        wait_until(lambda: _group_done(live, s), 60, "the group to commit everything")
+        committed_s = round(time.monotonic() - started, 1)
         waited = sum(metric(w.metrics_text(), "vigil_label_waits_total", outcome="timed_out")
                      for w in live)
     finally:
