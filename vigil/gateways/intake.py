@@ -28,14 +28,14 @@ from vigil.wire.records import (
     encode,
 )
 
-__all__ = ["Issue", "Door", "WIRE_REASONS", "to_rejection", "dead_letter", "short_id",
-]
+__all__ = ["Issue", "Door", "WIRE_REASONS", "to_rejection", "dead_letter", "short_id"]
 
 Severity = Literal["E", "W", "I"]
 
 # reasons a vigil.wire.records.Rejection can carry (the gateways' own are among them); an
 # issue with any other reason is dead-lettered as "schema", its reason first in the detail
 WIRE_REASONS = REJECTION_REASONS
+
 
 @dataclass(frozen=True, slots=True)
 class Issue:

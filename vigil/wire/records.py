@@ -245,9 +245,11 @@ def dlq_payload(value: bytes) -> tuple[str, Literal["utf-8", "base64"], int | No
     """
     cut = len(value) if len(value) > MAX_DLQ_PAYLOAD_BYTES else None
     try:
-        value.decode("utf-8")
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
         return (base64.b64encode(value[:MAX_DLQ_PAYLOAD_BYTES]).decode("ascii"), "base64", cut)
+    if cut is None:
+        return text, "utf-8", None
     # the whole value is UTF-8, so "ignore" only drops a character cut in two at the end
     return value[:MAX_DLQ_PAYLOAD_BYTES].decode("utf-8", "ignore"), "utf-8", cut
 
