@@ -336,18 +336,24 @@ def pre_onset_report(y: np.ndarray, hours: np.ndarray, patient: np.ndarray, risk
     return out
 
 
-def _curves(y: np.ndarray, hours: np.ndarray, code: np.ndarray, n_patients: int,
-            risk: np.ndarray, thresholds: np.ndarray, window_h: float
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per patient, for every threshold: warned (0/1), raw false alert starts; and per
-    patient whether septic and the hours of its false-alert region (as warned_before_onset,
-    rows by patient, then hour)."""
+def _regions(y: np.ndarray, hours: np.ndarray, code: np.ndarray, n_patients: int,
+             window_h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What does not depend on the score (as warned_before_onset, rows by patient, then
+    hour): the warning-window rows, the false-alert region's rows, per patient whether
+    septic and the hours of its false-alert region."""
     onset = onset_hours(y, hours, code)
     septic_rows = ~np.isnan(onset)
     in_window = septic_rows & (hours >= onset - window_h) & (hours < onset)
     false_region = ~septic_rows | (hours < onset - window_h)
     septic = np.zeros(n_patients, bool)
     np.logical_or.at(septic, code, septic_rows)
+    false_hours = np.bincount(code[false_region], minlength=n_patients).astype(np.float64)
+    return in_window, false_region, septic, false_hours
+
+
+def _curves(code: np.ndarray, n_patients: int, risk: np.ndarray, thresholds: np.ndarray,
+            in_window: np.ndarray, false_region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per threshold and patient: warned before onset (0/1), raw false alert starts."""
     best = np.full(n_patients, -np.inf)
     np.maximum.at(best, code[in_window], risk[in_window])
     warned = (best[None, :] >= thresholds[:, None]).astype(np.float64)  # (T, P)
@@ -360,9 +366,7 @@ def _curves(y: np.ndarray, hours: np.ndarray, code: np.ndarray, n_patients: int,
     steps = np.zeros((len(thresholds) + 1, n_patients))
     np.add.at(steps, (lo, code[rows]), 1.0)
     np.add.at(steps, (hi, code[rows]), -1.0)
-    starts = np.cumsum(steps, axis=0)[:-1]  # (T, P)
-    false_hours = np.bincount(code[false_region], minlength=n_patients).astype(np.float64)
-    return warned, starts, septic, false_hours
+    return warned, np.cumsum(steps, axis=0)[:-1]  # (T, P) each
 
 
 def matched_burden(y: np.ndarray, hours: np.ndarray, patient: np.ndarray,
@@ -387,6 +391,7 @@ def matched_burden(y: np.ndarray, hours: np.ndarray, patient: np.ndarray,
     np.logical_or.at(sept_any, code, y)
     counts = _resample_counts(code, sept_any, resamples, seed).astype(np.float64)
     weights = np.vstack([ones, counts])  # row 0: the data as it is
+    in_window, false_region, septic, false_hours = _regions(y, hours, code, P, window_h)
     best: dict[str, np.ndarray] = {}  # name -> (1 + resamples, len(burdens))
     for name, risk in scores.items():
         risk = np.asarray(risk, np.float64)
@@ -394,8 +399,7 @@ def matched_burden(y: np.ndarray, hours: np.ndarray, patient: np.ndarray,
         # finest in the top tail where alert burdens of ~1 a patient-day live
         thresholds = values if len(values) <= n_thresholds else np.unique(np.quantile(
             risk, 1.0 - np.geomspace(0.5, 1e-6, n_thresholds)))
-        warned, starts, septic, false_hours = _curves(y, hours, code, P, risk, thresholds,
-                                                      window_h)
+        warned, starts = _curves(code, P, risk, thresholds, in_window, false_region)
         share = (weights * septic) @ warned.T / (weights @ septic)[:, None]  # (R, T)
         burden = weights @ starts.T / (weights @ false_hours / 24.0)[:, None]
         best[name] = np.stack([np.where(burden <= b, share, 0.0).max(axis=1) for b in burdens],
